@@ -1,0 +1,133 @@
+"""Boards as data: ``boards/<name>.toml`` loaded into a frozen :class:`Board`.
+
+Code never names a board; everything a board needs (QEMU machine and flags, the
+kernel's defconfig, fragments and dtb, the console) comes from its file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOARDS_DIR = REPO_ROOT / "boards"
+
+
+@dataclass(frozen=True)
+class MemoryBank:
+    """One bank of guest RAM: ``base`` physical address and ``size``, both in bytes."""
+
+    base: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Board:
+    """One emulated board.
+
+    Attributes:
+        name: the board file's stem, e.g. ``vexpress-a9``.
+        machine: QEMU ``-M`` value.
+        cpu: QEMU ``-cpu`` value, or ``""`` for the machine default.
+        smp: number of CPUs (``-smp``).
+        memory_mib: guest RAM passed with ``-m``, in MiB.
+        ram: the RAM map, physical addresses in bytes.
+        dtb: file name of the board's dtb as built by ``make dtbs``.
+        defconfig: the kernel defconfig target, e.g. ``vexpress_defconfig``.
+        fragments: Kconfig fragment file names in ``kernel-patches/fragments``.
+        console: the serial console device, e.g. ``ttyAMA0``.
+        kernel_args: arguments every boot of this board gets (console, earlycon...).
+        qemu_args: extra QEMU arguments for this board.
+    """
+
+    name: str
+    machine: str
+    cpu: str
+    smp: int
+    memory_mib: int
+    ram: tuple[MemoryBank, ...]
+    dtb: str
+    defconfig: str
+    fragments: tuple[str, ...]
+    console: str
+    kernel_args: tuple[str, ...]
+    qemu_args: tuple[str, ...]
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """Return ``table[key]`` checked to be of ``kind``; raise InputError naming ``where``."""
+    if key not in table:
+        raise InputError(f"{where}: missing key '{key}'")
+    value = table[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(f"{where}: key '{key}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _str_tuple(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    values = _get(table, key, list, where)
+    if not all(isinstance(v, str) for v in values):
+        raise InputError(f"{where}: every entry of '{key}' must be a string")
+    return tuple(values)
+
+
+def parse_board(name: str, data: dict[str, Any], where: str) -> Board:
+    """Build a :class:`Board` from a parsed TOML table.
+
+    Raises:
+        InputError: a section or key is missing or of the wrong type; the message
+            names ``where`` (the file) and the key.
+    """
+    qemu = _get(data, "qemu", dict, where)
+    kernel = _get(data, "kernel", dict, where)
+    console = _get(data, "console", dict, where)
+    memory = _get(data, "memory", dict, where)
+    banks = []
+    for i, bank in enumerate(_get(memory, "banks", list, f"{where} [memory]")):
+        bwhere = f"{where} [memory] banks[{i}]"
+        if not isinstance(bank, dict):
+            raise InputError(f"{bwhere}: must be a table with 'base' and 'size'")
+        banks.append(MemoryBank(_get(bank, "base", int, bwhere), _get(bank, "size", int, bwhere)))
+    if not banks:
+        raise InputError(f"{where} [memory]: 'banks' is empty")
+    return Board(
+        name=name,
+        machine=_get(qemu, "machine", str, f"{where} [qemu]"),
+        cpu=qemu.get("cpu", ""),
+        smp=_get(qemu, "smp", int, f"{where} [qemu]"),
+        memory_mib=_get(qemu, "memory_mib", int, f"{where} [qemu]"),
+        qemu_args=_str_tuple(qemu, "extra_args", f"{where} [qemu]") if "extra_args" in qemu else (),
+        ram=tuple(banks),
+        dtb=_get(kernel, "dtb", str, f"{where} [kernel]"),
+        defconfig=_get(kernel, "defconfig", str, f"{where} [kernel]"),
+        fragments=_str_tuple(kernel, "fragments", f"{where} [kernel]"),
+        console=_get(console, "device", str, f"{where} [console]"),
+        kernel_args=_str_tuple(console, "kernel_args", f"{where} [console]"),
+    )
+
+
+def available_boards(boards_dir: Path = BOARDS_DIR) -> list[str]:
+    """Names of the boards that have a file in ``boards_dir``, sorted."""
+    return sorted(p.stem for p in boards_dir.glob("*.toml"))
+
+
+def load_board(name: str, boards_dir: Path = BOARDS_DIR) -> Board:
+    """Load ``boards_dir/<name>.toml``.
+
+    Raises:
+        InputError: unknown board (the message lists the known ones), a TOML
+            syntax error, or a missing/mistyped key.
+    """
+    path = boards_dir / f"{name}.toml"
+    if "/" in name or not path.is_file():
+        known = ", ".join(available_boards(boards_dir)) or "none"
+        raise InputError(f"unknown board '{name}' (known boards: {known})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    return parse_board(name, data, str(path))

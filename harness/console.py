@@ -1,0 +1,185 @@
+"""The guest's serial console, driven with pexpect.
+
+Running is kept apart from parsing: this module moves bytes, tees every byte to
+the console log, splits kernel records from user text (``klog.ConsoleSplitter``)
+and finds command markers; it decides nothing about CMA.
+
+Command protocol (after labgrid's ShellDriver): each command is sent as
+``echo 'ab''cd'B; CMD; echo 'ab''cd'E $?`` with a fresh random marker, so the
+echo of the typed line (which holds the quotes) never matches, and the exit
+status arrives in the same line as the end marker.  The prompt is matched once,
+at boot; after that only markers are trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pexpect
+
+from harness.errors import BootError
+from harness.klog import ConsoleSplitter, Problem, classify
+
+READY_BANNER = "cma-harness: init ready"
+PROMPT = "cma-harness# "
+_TIMEOUT_FACTOR_ENV = "CMA_HARNESS_TIMEOUT_FACTOR"
+
+
+def timeout_factor() -> float:
+    """Global slowdown factor for every timeout (``$CMA_HARNESS_TIMEOUT_FACTOR``, default 1)."""
+    try:
+        return max(0.1, float(os.environ.get(_TIMEOUT_FACTOR_ENV, "1")))
+    except ValueError:
+        return 1.0
+
+
+class Budget:
+    """A time budget for one step, in seconds, scaled by :func:`timeout_factor`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds * timeout_factor()
+        self._deadline = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One command run in the guest: its output (``\\r`` removed), exit status and duration (s)."""
+
+    command: str
+    output: str
+    status: int
+    duration: float
+
+    @property
+    def lines(self) -> list[str]:
+        return self.output.splitlines()
+
+
+@dataclass
+class ConsoleTranscript:
+    """What the console saw so far: kernel records and the problems among them."""
+
+    records: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class GuestGone(BootError):
+    """The guest stopped: QEMU exited (a panic with ``panic=-1``, or poweroff)."""
+
+
+class ConsoleTimeout(BootError):
+    """The guest did not answer within the step's budget."""
+
+
+class Console:
+    """A pexpect-driven serial console of one QEMU guest.
+
+    Args:
+        child: a spawned ``pexpect.spawn`` of QEMU (bytes mode).
+        log: binary file every console byte is copied to, as it arrives.
+        on_problem: called at once for each panic/Oops/BUG/WARNING record.
+    """
+
+    def __init__(self, child: pexpect.spawn[bytes], log: IO[bytes],
+                 on_problem: Callable[[Problem], None] | None = None) -> None:
+        self.child = child
+        self.log = log
+        self.on_problem = on_problem
+        self.splitter = ConsoleSplitter()
+        self.transcript = ConsoleTranscript()
+        self._consumed = 0  # index into splitter.user already matched
+
+    def _pump(self, budget: Budget) -> None:
+        """Read what is available (waiting at most the budget); raise on EOF or timeout."""
+        try:
+            data = self.child.read_nonblocking(65536, timeout=max(0.01, budget.remaining()))
+        except pexpect.TIMEOUT as exc:
+            raise ConsoleTimeout(f"no answer from the guest within {budget.seconds:.0f}s",
+                                 self.tail()) from exc
+        except pexpect.EOF as exc:
+            self.splitter.flush()
+            raise GuestGone("the guest stopped (QEMU exited)", self.tail()) from exc
+        self.log.write(data)
+        self.log.flush()
+        for record in self.splitter.feed(data.decode("utf-8", errors="replace").replace("\r", "")):
+            self.transcript.records.append(record)
+            kind = classify(record)
+            if kind is not None:
+                problem = Problem(kind, record)
+                self.transcript.problems.append(problem)
+                if self.on_problem:
+                    self.on_problem(problem)
+
+    def tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the console log (kernel and user), for error excerpts."""
+        self.log.flush()
+        name = getattr(self.log, "name", None)
+        if isinstance(name, str) and Path(name).is_file():
+            text = Path(name).read_bytes()[-20000:].decode("utf-8", errors="replace")
+            return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+        return ""
+
+    def expect_user(self, pattern: re.Pattern[str], budget: Budget) -> re.Match[str]:
+        """Wait until ``pattern`` matches the user text not yet consumed; consume through it."""
+        while True:
+            m = pattern.search(self.splitter.user, self._consumed)
+            if m:
+                self._consumed = m.end()
+                return m
+            self._pump(budget)
+
+    def wait_for_shell(self, budget: Budget) -> float:
+        """Wait for /init's banner and the first prompt; return seconds spent.
+
+        Raises:
+            GuestGone: QEMU exited during boot (e.g. a panic).
+            ConsoleTimeout: no shell within the budget.
+        """
+        start = time.monotonic()
+        self.expect_user(re.compile(re.escape(READY_BANNER)), budget)
+        self.expect_user(re.compile(re.escape(PROMPT)), budget)
+        return time.monotonic() - start
+
+    def run(self, command: str, budget: Budget) -> CommandResult:
+        """Run one shell command in the guest and return its output and exit status.
+
+        Raises:
+            ValueError: ``command`` contains a newline.
+            ConsoleTimeout, GuestGone: see :meth:`wait_for_shell`.
+        """
+        if "\n" in command or "\r" in command:
+            raise ValueError("guest commands are single lines")
+        marker = secrets.token_hex(5)
+        quoted = f"'{marker[:5]}''{marker[5:]}'"
+        start = time.monotonic()
+        self.child.send(f"echo {quoted}B; {command}; echo {quoted}E $?\n".encode())
+        self.expect_user(re.compile(re.escape(marker) + r"B\n"), budget)
+        begin = self._consumed
+        end = self.expect_user(re.compile(re.escape(marker) + r"E (\d+)\n"), budget)
+        output = self.splitter.user[begin:end.start()]
+        return CommandResult(command, output, int(end.group(1)), time.monotonic() - start)
+
+    def poweroff(self, budget: Budget) -> bool:
+        """Ask the guest to power off and wait for QEMU to exit; True if it did in time."""
+        try:
+            self.child.send(b"poweroff -f\n")
+            while True:
+                self._pump(budget)
+        except GuestGone:
+            return True
+        except (ConsoleTimeout, OSError):
+            return False

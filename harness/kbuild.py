@@ -1,0 +1,389 @@
+"""Kernel build: source → patched tree → merged .config → zImage, dtbs, modules.
+
+Everything is cached under ``cache_root()``, keyed by content:
+
+* ``trees/<tree-key>/``: the source with the series applied (tree key = source
+  identity + series digest);
+* ``kernels/<build-key>/``: the artifacts (build key = tree key + defconfig +
+  every fragment's content + toolchain version + recipe version).
+
+A build whose key already has complete artifacts returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cache import cache_root, digest, file_digest, publish_dir
+from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
+from harness.series import Series, apply_series
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PATCHES_DIR = REPO_ROOT / "kernel-patches"
+FRAGMENTS_DIR = PATCHES_DIR / "fragments"
+DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
+CROSS_COMPILE = "arm-linux-gnueabihf-"
+RECIPE_VERSION = "1"  # bump when the way artifacts are produced changes
+HOST_TOOLS = ("make", "patch", "tar", "flex", "bison", "bc", "perl", "dtc", "ccache")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Where the kernel source comes from.
+
+    ``identity`` is a content digest: SHA-256 of a tarball's bytes, or for a
+    directory its git HEAD plus a digest of uncommitted changes (or, outside
+    git, of every file's path, size and mtime).
+    """
+
+    path: Path
+    is_tarball: bool
+    identity: str
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One kernel to build: source, series, defconfig and Kconfig fragments (file paths)."""
+
+    source: KernelSource
+    series: Series
+    defconfig: str
+    fragments: tuple[Path, ...]
+    jobs: int
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """Artifacts of one build, all paths inside ``directory``.
+
+    Attributes:
+        key: the build key (hex SHA-256).
+        release: ``uname -r`` of the built kernel, e.g. ``6.1.176``.
+        zimage: the compressed kernel image.
+        dtbs: directory of every built ``*.dtb``, flattened by file name.
+        modules: an ``INSTALL_MOD_PATH`` tree (``lib/modules/<release>/...``).
+        gen_init_cpio: the kernel's own initramfs packer, built with the kernel.
+        config_hash: SHA-256 of the final ``.config``.
+        series_hash: the series digest.
+        toolchain: first line of ``arm-linux-gnueabihf-gcc --version``.
+        source: the source's path (string) and identity.
+        log: the full make output.
+        tree: the patched source tree (kept for building guest programs/selftests).
+    """
+
+    key: str
+    directory: Path
+    release: str
+    zimage: Path
+    dtbs: Path
+    modules: Path
+    gen_init_cpio: Path
+    config_hash: str
+    series_hash: str
+    toolchain: str
+    source: str
+    source_identity: str
+    log: Path
+    tree: Path
+
+    def dtb(self, name: str) -> Path:
+        """Path of the dtb called ``name``; raises InputError if it was not built."""
+        path = self.dtbs / name
+        if not path.is_file():
+            raise InputError(f"dtb {name} was not built by this kernel (see {self.dtbs})")
+        return path
+
+
+def check_host_tools() -> str:
+    """Verify the cross toolchain and host tools exist; return the toolchain version line.
+
+    Raises:
+        EnvironmentProblem: naming the first missing tool.
+    """
+    for tool in (CROSS_COMPILE + "gcc", *HOST_TOOLS):
+        if shutil.which(tool) is None:
+            raise EnvironmentProblem(f"missing host tool '{tool}': run 'make deps' (see README)")
+    out = subprocess.run(  # noqa: S603
+        [CROSS_COMPILE + "gcc", "--version"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()[0].strip()
+
+
+def _git(directory: Path, *args: str) -> str:
+    return subprocess.run(  # noqa: S603
+        ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def resolve_source(path: Path) -> KernelSource:
+    """Identify a kernel source given as a tarball or a directory.
+
+    Raises:
+        InputError: the path does not exist, is not readable, or is a directory
+            without a top-level kernel ``Makefile``.
+    """
+    if path.is_file():
+        if not os.access(path, os.R_OK):
+            raise InputError(f"kernel source {path} is not readable")
+        return KernelSource(path, True, file_digest(path))
+    if path.is_dir():
+        if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+            raise InputError(f"kernel source {path} is not a kernel tree (no Makefile/Kconfig)")
+        if (path / ".git").exists():
+            head = _git(path, "rev-parse", "HEAD").strip()
+            dirty = _git(path, "diff", "HEAD") + _git(path, "status", "--porcelain")
+            return KernelSource(path, False, digest(["git", head, dirty]))
+        parts: list[str] = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                st = os.stat(os.path.join(root, name))
+                rel = os.path.relpath(os.path.join(root, name), path)
+                parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+        return KernelSource(path, False, digest(parts))
+    raise InputError(f"kernel source {path} does not exist (install linux-source-6.1 or pass --kernel-src)")
+
+
+def _unpack(source: KernelSource, dest: Path) -> None:
+    """Unpack a tarball (its single top directory stripped) or copy a directory to ``dest``."""
+    dest.mkdir(parents=True)
+    if source.is_tarball:
+        result = subprocess.run(  # noqa: S603
+            ["tar", "-xf", str(source.path), "-C", str(dest), "--strip-components=1"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise InputError(f"cannot unpack {source.path}: {result.stderr.strip()[:300]}")
+        if not (dest / "Makefile").is_file():
+            raise InputError(f"{source.path} does not hold a kernel tree at its top directory")
+    else:
+        shutil.copytree(source.path, dest, symlinks=True, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".git"))
+
+
+def prepare_tree(source: KernelSource, series: Series, progress: Progress) -> Path:
+    """Return a cached source tree with ``series`` applied, creating it if needed.
+
+    Raises:
+        PatchError: a patch does not apply (nothing is left in the cache).
+        InputError: the source cannot be unpacked.
+    """
+    key = digest([source.identity, series.digest])[:16]
+    tree = cache_root() / "trees" / key
+    if (tree / ".cma-harness-complete").exists():
+        return tree
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=tree.parent))
+    try:
+        progress(f"unpacking {source.path}")
+        _unpack(source, tmp / "src")
+        progress(f"applying {len(series.patches)} patch(es) from {series.path}")
+        apply_series(series, tmp / "src")
+        (tmp / "src" / ".cma-harness-complete").write_text(series.digest + "\n")
+        publish_dir(tmp / "src", tree)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
+def parse_fragment(text: str) -> dict[str, str]:
+    """Kconfig assignments in a fragment or .config: ``{"CONFIG_X": "y" | "n" | value}``.
+
+    ``# CONFIG_X is not set`` reads as ``"n"``; other comments are ignored.
+    """
+    options: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        unset = re.fullmatch(r"# (CONFIG_\w+) is not set", line)
+        if unset:
+            options[unset.group(1)] = "n"
+        elif m := re.fullmatch(r"(CONFIG_\w+)=(.*)", line):
+            options[m.group(1)] = m.group(2)
+    return options
+
+
+def verify_config(requested: dict[str, str], final_config: str) -> None:
+    """Check every requested option landed in the final ``.config``.
+
+    Raises:
+        ConfigError: naming each option whose final value differs (an option
+            missing from .config counts as ``n``, as Kconfig treats it).
+    """
+    final = parse_fragment(final_config)
+    wrong = [
+        f"{name}={want} (got {final.get(name, 'n (absent)')})"
+        for name, want in sorted(requested.items())
+        if final.get(name, "n") != want
+    ]
+    if wrong:
+        raise ConfigError(
+            "Kconfig options requested by the fragments did not land in .config "
+            "(a dependency is missing or the option does not exist): " + ", ".join(wrong)
+        )
+
+
+class _MakeRunner:
+    """Runs make in the tree with output going to a log file, reporting progress."""
+
+    def __init__(self, tree: Path, outdir: Path, log: Path, progress: Progress) -> None:
+        self.tree, self.outdir, self.log, self.progress = tree, outdir, log, progress
+
+    def __call__(self, *targets: str, jobs: int = 1, env: dict[str, str] | None = None) -> None:
+        argv = [
+            "make", "-C", str(self.tree), f"O={self.outdir}", "ARCH=arm",
+            f"CROSS_COMPILE={CROSS_COMPILE}", f"CC=ccache {CROSS_COMPILE}gcc", f"-j{jobs}", *targets,
+        ]
+        full_env = {**os.environ, **_build_env(), **(env or {})}
+        started = time.monotonic()
+        last_report = started
+        with self.log.open("a") as log:
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            proc = subprocess.Popen(  # noqa: S603
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
+            )
+            assert proc.stdout is not None
+            count = 0
+            for line in proc.stdout:
+                log.write(line)
+                count += 1
+                now = time.monotonic()
+                if now - last_report >= 0.5:
+                    last_report = now
+                    self.progress(f"make {' '.join(targets)}: {count} lines, "
+                                  f"{now - started:.0f}s: {line.strip()[:60]}")
+            rc = proc.wait()
+        if rc != 0:
+            raise BuildError(f"make {' '.join(targets)} failed (exit {rc}); full output in {self.log}")
+
+
+def _build_env() -> dict[str, str]:
+    """Fixed build identity so rebuilds are reproducible and ccache hits."""
+    return {
+        "KBUILD_BUILD_USER": "cma-harness",
+        "KBUILD_BUILD_HOST": "cma-harness",
+        "KBUILD_BUILD_TIMESTAMP": "2026-01-01",
+        "CCACHE_DIR": str(cache_root() / "ccache"),
+        "CCACHE_BASEDIR": str(cache_root()),
+        "CCACHE_NOHASHDIR": "1",
+        "CCACHE_MAXSIZE": "5G",
+    }
+
+
+def build_key(request: BuildRequest, toolchain: str) -> str:
+    """The artifacts' cache key (hex SHA-256): what determines the built kernel."""
+    frag_parts = [f"{f.name}\0{file_digest(f)}" for f in request.fragments]
+    return digest([RECIPE_VERSION, request.source.identity, request.series.digest,
+                   request.defconfig, *frag_parts, toolchain])
+
+
+def _load_build(directory: Path) -> KernelBuild:
+    info = json.loads((directory / "build.json").read_text())
+    return KernelBuild(
+        key=info["key"], directory=directory, release=info["release"],
+        zimage=directory / "zImage", dtbs=directory / "dtbs", modules=directory / "modules",
+        gen_init_cpio=directory / "gen_init_cpio", config_hash=info["config_hash"],
+        series_hash=info["series_hash"], toolchain=info["toolchain"], source=info["source"],
+        source_identity=info["source_identity"], log=directory / "build.log",
+        tree=Path(info["tree"]),
+    )
+
+
+def cached_build(request: BuildRequest, toolchain: str) -> KernelBuild | None:
+    """The complete artifacts for ``request`` if the cache has them, else None."""
+    directory = cache_root() / "kernels" / build_key(request, toolchain)[:16]
+    if (directory / "build.json").is_file() and Path(
+        json.loads((directory / "build.json").read_text())["tree"]
+    ).is_dir():
+        return _load_build(directory)
+    return None
+
+
+def build_kernel(request: BuildRequest, progress: Progress) -> KernelBuild:
+    """Build (or fetch from cache) the kernel described by ``request``.
+
+    Raises:
+        EnvironmentProblem: a host tool is missing.
+        PatchError: a patch of the series does not apply.
+        ConfigError: a fragment's option did not land in .config.
+        BuildError: make failed (the log path is in the message).
+    """
+    toolchain = check_host_tools()
+    found = cached_build(request, toolchain)
+    if found:
+        return found
+    key = build_key(request, toolchain)
+    tree = prepare_tree(request.source, request.series, progress)
+    kernels = cache_root() / "kernels"
+    kernels.mkdir(parents=True, exist_ok=True)
+    outdir = cache_root() / "build" / key[:16]
+    outdir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=kernels))
+    log = staging / "build.log"
+    make = _MakeRunner(tree, outdir, log, progress)
+    try:
+        make(request.defconfig)
+        _merge_fragments(tree, outdir, request.fragments, log)
+        make("olddefconfig")
+        requested: dict[str, str] = {}
+        for frag in request.fragments:
+            requested.update(parse_fragment(frag.read_text()))
+        verify_config(requested, (outdir / ".config").read_text())
+        make("zImage", "dtbs", "modules", jobs=request.jobs)
+        make("modules_install", f"INSTALL_MOD_PATH={staging / 'modules'}", "INSTALL_MOD_STRIP=1")
+        make("headers_install", f"INSTALL_HDR_PATH={staging / 'headers'}")
+        release = (outdir / "include/config/kernel.release").read_text().strip()
+        _collect(outdir, staging)
+        info = {
+            "key": key, "release": release, "config_hash": file_digest(outdir / ".config"),
+            "series_hash": request.series.digest, "toolchain": toolchain,
+            "source": str(request.source.path), "source_identity": request.source.identity,
+            "tree": str(tree), "defconfig": request.defconfig,
+            "fragments": [f.name for f in request.fragments],
+            "patches": [{"name": p.name, "sha256": p.sha256} for p in request.series.patches],
+        }
+        (staging / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        final = kernels / key[:16]
+        shutil.rmtree(final, ignore_errors=True)
+        publish_dir(staging, final)
+        return _load_build(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _merge_fragments(tree: Path, outdir: Path, fragments: tuple[Path, ...], log: Path) -> None:
+    """Merge fragments into ``outdir/.config`` with the kernel's own merge_config.sh -m."""
+    argv = ["sh", str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(outdir),
+            str(outdir / ".config"), *map(str, fragments)]
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(argv)}\n")
+        fh.flush()
+        result = subprocess.run(  # noqa: S603
+            argv, cwd=tree, stdout=fh, stderr=subprocess.STDOUT, check=False,
+            env={**os.environ, "ARCH": "arm", "CROSS_COMPILE": CROSS_COMPILE},
+        )
+    if result.returncode != 0:
+        raise BuildError(f"merge_config.sh failed (exit {result.returncode}); see {log}")
+
+
+def _collect(outdir: Path, staging: Path) -> None:
+    """Copy zImage, every dtb (flattened) and gen_init_cpio from ``outdir`` to ``staging``."""
+    shutil.copy2(outdir / "arch/arm/boot/zImage", staging / "zImage")
+    shutil.copy2(outdir / ".config", staging / "config")
+    shutil.copy2(outdir / "usr/gen_init_cpio", staging / "gen_init_cpio")
+    dtbs = staging / "dtbs"
+    dtbs.mkdir()
+    for dtb in (outdir / "arch/arm/boot/dts").rglob("*.dtb"):
+        shutil.copy2(dtb, dtbs / dtb.name)
+    (staging / "modules").mkdir(exist_ok=True)

@@ -1,0 +1,71 @@
+"""QEMU command lines for a board, and the QEMU version for provenance."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.boards import Board
+from harness.errors import EnvironmentProblem
+
+QEMU = "qemu-system-arm"
+# Every boot gets these: a panic powers the guest off at once (with -no-reboot
+# QEMU exits), so a dead guest is noticed as EOF instead of a timeout.
+HARNESS_KERNEL_ARGS = ("panic=-1", "oops=panic")
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """Everything one boot needs: the files (host paths) and the full kernel cmdline."""
+
+    board: Board
+    zimage: Path
+    dtb: Path
+    initrd: Path
+    cmdline: str
+
+
+def kernel_cmdline(board: Board, cell_cmdline: str) -> str:
+    """The whole kernel command line: board arguments, harness arguments, the cell's."""
+    return " ".join([*board.kernel_args, *HARNESS_KERNEL_ARGS, cell_cmdline]).strip()
+
+
+def qemu_argv(spec: BootSpec, interactive: bool = False) -> list[str]:
+    """The qemu-system-arm argv for ``spec``: no network, serial console on stdio.
+
+    ``interactive`` multiplexes the monitor onto stdio (``mon:stdio``) so a
+    human's Ctrl-C reaches the guest and Ctrl-A x quits QEMU.
+    """
+    board = spec.board
+    argv = [QEMU, "-M", board.machine]
+    if board.cpu:
+        argv += ["-cpu", board.cpu]
+    argv += [
+        "-smp", str(board.smp), "-m", str(board.memory_mib),
+        "-kernel", str(spec.zimage), "-dtb", str(spec.dtb), "-initrd", str(spec.initrd),
+        "-append", spec.cmdline,
+        "-display", "none", "-nic", "none", "-no-reboot",
+        *(["-serial", "mon:stdio"] if interactive else ["-monitor", "none", "-serial", "stdio"]),
+        *board.qemu_args,
+    ]
+    return argv
+
+
+def printable(argv: list[str]) -> str:
+    """``argv`` shell-quoted, for the user to paste."""
+    return shlex.join(argv)
+
+
+def qemu_version() -> str:
+    """First line of ``qemu-system-arm --version``.
+
+    Raises:
+        EnvironmentProblem: QEMU is not installed.
+    """
+    if shutil.which(QEMU) is None:
+        raise EnvironmentProblem(f"{QEMU} not found: run 'make deps' (see README)")
+    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True)  # noqa: S603
+    return out.stdout.splitlines()[0].strip()

@@ -1,0 +1,174 @@
+"""Results: JUnit XML (built with junitparser), the terminal summary, the results directory.
+
+JUnit is built at the edge from :class:`harness.cell.CellResult`: one
+``<testsuite>`` per matrix cell named ``board:cmdline``, one ``<testcase>`` per
+check; a check that disagreed is a ``<failure>``, trouble getting evidence an
+``<error>``; provenance goes to ``<properties>``, the console log to the
+suite's ``<system-out>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import shutil
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from junitparser import Error, Failure, JUnitXml, Skipped, SystemOut, TestCase, TestSuite
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+from harness.cell import CellResult
+from harness.checks import Status
+
+# XML 1.0 forbids most C0 control characters; console logs hold some (escape
+# sequences of the shell's line editor).
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_MAX_LOG_CHARS = 2_000_000
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with characters XML 1.0 cannot carry replaced by ``?``... or dropped (ESC)."""
+    return _XML_INVALID.sub(lambda m: "" if m.group(0) == "\x1b" else "?", text)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run's results came from; every suite carries these as properties."""
+
+    kernel_release: str
+    kernel_source: str
+    series_hash: str
+    config_hash: str
+    toolchain: str
+    qemu: str
+
+    def as_properties(self) -> dict[str, str]:
+        return {
+            "kernel.release": self.kernel_release, "kernel.source": self.kernel_source,
+            "series.hash": self.series_hash, "config.hash": self.config_hash,
+            "toolchain": self.toolchain, "qemu": self.qemu,
+        }
+
+
+def _testcase(suite_name: str, check_name: str, status: Status, message: str,
+              details: str, seconds: float) -> TestCase:
+    case = TestCase(check_name, classname=suite_name, time=round(seconds, 3))
+    if status is Status.FAIL:
+        case.result = [Failure(xml_safe(message), type_="CheckFailed")]
+    elif status is Status.ERROR:
+        case.result = [Error(xml_safe(message), type_="GuestError")]
+    elif status is Status.SKIP:
+        case.result = [Skipped(xml_safe(message))]
+    if status in (Status.FAIL, Status.ERROR) and details:
+        case.result[0].text = xml_safe(details)
+    elif details or message:
+        case.system_out = xml_safe(f"{message}\n{details}".strip())
+    return case
+
+
+def build_junit(cells: Sequence[CellResult], provenance: Provenance, full_cmdlines: dict[str, str],
+                timestamp: dt.datetime) -> JUnitXml:
+    """One ``<testsuites>`` document for a whole run."""
+    xml = JUnitXml("cma-harness")
+    for result in cells:
+        suite = TestSuite(result.cell.name)
+        suite.timestamp = timestamp.isoformat(timespec="seconds")
+        suite.hostname = socket.gethostname()
+        suite.time = round(result.seconds, 3)
+        props = {"board": result.cell.board, "cmdline": result.cell.cmdline,
+                 "kernel.cmdline": full_cmdlines.get(result.cell.name, ""),
+                 "expect.cma": result.cell.expect.describe(),
+                 **provenance.as_properties(), **result.properties}
+        if result.boot_seconds is not None:
+            props["boot.seconds"] = f"{result.boot_seconds:.3f}"
+        for key, value in props.items():
+            suite.add_property(key, xml_safe(value))
+        for check in result.checks:
+            suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
+                                         check.message, check.details, check.seconds))
+        log = result.log.read_bytes().decode("utf-8", errors="replace").replace("\r", "")
+        if len(log) > _MAX_LOG_CHARS:
+            log = f"[console log truncated; full log: {result.log.name}]\n" + log[-_MAX_LOG_CHARS:]
+        suite.append(SystemOut(xml_safe(log)))
+        suite.update_statistics()
+        xml.add_testsuite(suite)
+    xml.update_statistics()
+    return xml
+
+
+def exit_status(cells: Sequence[CellResult]) -> int:
+    """0 when every cell met its expectation, 1 otherwise (a failure or error in a check)."""
+    if not cells:
+        return 2
+    return 0 if all(c.status in (Status.PASS, Status.SKIP) for c in cells) else 1
+
+
+def _cma_column(result: CellResult) -> str:
+    reserved = result.properties.get("cma.reserved_mib")
+    if reserved is None:
+        return "?"
+    if reserved == "0":
+        return "none"
+    return f"{reserved} MiB @ {result.properties.get('cma.base', '?')}"
+
+
+def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Path | None) -> None:
+    """A one-screen table: one row per cell."""
+    table = Table(title="cma-harness summary", show_lines=False)
+    for col in ("cell", "result", "checks", "boot", "CMA", "first problem"):
+        table.add_column(col, overflow="fold")
+    style = {Status.PASS: "green", Status.SKIP: "yellow", Status.FAIL: "red", Status.ERROR: "red"}
+    for r in cells:
+        passed = sum(c.status is Status.PASS for c in r.checks)
+        bad = next((c for c in r.checks if c.status in (Status.FAIL, Status.ERROR)), None)
+        table.add_row(
+            r.cell.name, f"[{style[r.status]}]{r.status.value.upper()}[/]",
+            f"{passed}/{len(r.checks)}",
+            f"{r.boot_seconds:.1f}s" if r.boot_seconds is not None else "-",
+            _cma_column(r), f"{bad.name}: {bad.message}"[:120] if bad else "",
+        )
+    out.print(table)
+    n_ok = sum(r.status in (Status.PASS, Status.SKIP) for r in cells)
+    out.print(f"{n_ok}/{len(cells)} cells met their expectation"
+              + (f"; results in {results_dir}" if results_dir else ""))
+
+
+class ResultsDir:
+    """A run's results directory, written under a hidden name and renamed when complete.
+
+    Layout: ``<root>/<run-id>/{junit.xml, logs/<cell>.log}``; ``<root>/latest``
+    points at the newest complete run.  :meth:`discard` removes a partial run.
+    """
+
+    def __init__(self, root: Path) -> None:
+        stamp = dt.datetime.now(dt.UTC)
+        self.timestamp = stamp
+        self.run_id = stamp.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        self.root = root
+        self.partial = root / f".{self.run_id}.partial"
+        self.final = root / self.run_id
+        self.logs = self.partial / "logs"
+        self.logs.mkdir(parents=True)
+
+    def log_path(self, slug: str) -> Path:
+        return self.logs / f"{slug}.log"
+
+    def finish(self, xml: JUnitXml, cells: Sequence[CellResult]) -> Path:
+        """Write junit.xml, point the cells' logs at their final place, publish the run."""
+        xml.write(str(self.partial / "junit.xml"), pretty=True)
+        self.partial.rename(self.final)
+        for c in cells:
+            c.log = self.final / "logs" / c.log.name
+        latest = self.root / "latest"
+        if latest.is_symlink() or not latest.exists():
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(self.run_id)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
