@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 # A record: "[" spaces seconds "." 6 digits "] " text up to the newline.
-# "(?<![>\w])": dmesg -r prints "<6>[  1.000000] ..."; those lines are user
+# "(?<!>)": dmesg -r prints "<6>[  1.000000] ..."; those lines are user
 # output of a command, not console records.
-_RECORD = re.compile(r"(?<![>\w])\[ *\d+\.\d{6}\] [^\n]*\n")
-_RECORD_PREFIX = re.compile(r"(?<![>\w])\[ *\d*(\.\d{0,6}(\]( [^\n]*)?)?)?\Z")
+_RECORD = re.compile(r"(?<!>)\[ *\d+\.\d{6}\] [^\n]*\n")
+_RECORD_PREFIX = re.compile(r"(?<!>)\[ *\d*(\.\d{0,6}(\]( [^\n]*)?)?)?\Z")
 _TIMESTAMP = re.compile(r"^\[ *(\d+\.\d{6})\] ")
 
 

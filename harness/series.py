@@ -86,7 +86,7 @@ def apply_series(series: Series, tree: Path) -> None:
             patch and the failing hunks, ``detail`` holds the rejected hunks.
     """
     for patch in series.patches:
-        argv = ["patch", f"-p{patch.strip}", "--forward", "--batch", "-i", str(patch.path)]
+        argv = ["patch", f"-p{patch.strip}", "--forward", "--batch", "--fuzz=0", "-i", str(patch.path)]
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
             argv, cwd=tree, capture_output=True, text=True, check=False
         )

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.kbuild import parse_fragment, verify_config
+
+REPO = Path(__file__).parents[1]
+
+
+def test_parse_fragment_reads_set_and_unset() -> None:
+    text = "# comment\nCONFIG_CMA=y\n# CONFIG_ARCH_EXYNOS5 is not set\nCONFIG_CMA_AREAS=8\n"
+    assert parse_fragment(text) == {"CONFIG_CMA": "y", "CONFIG_ARCH_EXYNOS5": "n",
+                                    "CONFIG_CMA_AREAS": "8"}
+
+
+def test_verify_config_names_every_dropped_option() -> None:
+    final = "CONFIG_CMA=y\n# CONFIG_CMA_SYSFS is not set\nCONFIG_CMA_AREAS=7\n"
+    requested = {"CONFIG_CMA": "y", "CONFIG_CMA_SYSFS": "y", "CONFIG_CMA_AREAS": "8",
+                 "CONFIG_DMA_CMA": "y"}
+    with pytest.raises(ConfigError) as exc:
+        verify_config(requested, final)
+    msg = str(exc.value)
+    assert "CONFIG_CMA_SYSFS=y (got n)" in msg
+    assert "CONFIG_CMA_AREAS=8 (got 7)" in msg
+    assert "CONFIG_DMA_CMA=y (got n (absent))" in msg
+    assert "CONFIG_CMA=y" not in msg.replace("CONFIG_CMA_", "")
+
+
+def test_verify_config_accepts_landed_and_absent_unset() -> None:
+    verify_config({"CONFIG_CMA": "y", "CONFIG_ARCH_EXYNOS5": "n"}, "CONFIG_CMA=y\n")
+
+
+def test_project_fragments_request_the_cma_options() -> None:
+    opts = parse_fragment((REPO / "kernel-patches/fragments/cma.config").read_text())
+    for name in ("CONFIG_CMA", "CONFIG_DMA_CMA", "CONFIG_CMA_DEBUGFS", "CONFIG_CMA_SYSFS",
+                 "CONFIG_DMABUF_HEAPS_CMA", "CONFIG_MODULES", "CONFIG_DEVTMPFS"):
+        assert opts.get(name) == "y", name

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InputError, PatchError
+from harness.series import apply_series, parse_series
+
+
+def _tree(fixtures: Path, tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    shutil.copytree(fixtures / "series" / "tree", tree)
+    return tree
+
+
+def test_good_series_applies(fixtures: Path, tmp_path: Path) -> None:
+    series = parse_series(fixtures / "series" / "good" / "series")
+    assert [p.name for p in series.patches] == ["0001-dma-contiguous-remember-that-cma-was-given.patch"]
+    tree = _tree(fixtures, tmp_path)
+    apply_series(series, tree)
+    assert "static bool cmdline_seen __initdata;" in (tree / "kernel/dma/contiguous.c").read_text()
+
+
+def test_bad_series_names_the_patch_and_the_hunk(fixtures: Path, tmp_path: Path) -> None:
+    series = parse_series(fixtures / "series" / "bad" / "series")
+    tree = _tree(fixtures, tmp_path)
+    with pytest.raises(PatchError) as exc:
+        apply_series(series, tree)
+    assert "0001-dma-contiguous-remember-that-cma-was-given.patch does not apply" in str(exc.value)
+    assert "Hunk #1 FAILED" in str(exc.value)
+    assert "+static bool cmdline_seen __initdata;" in exc.value.detail
+
+
+def test_digest_changes_with_content(fixtures: Path) -> None:
+    good = parse_series(fixtures / "series" / "good" / "series")
+    bad = parse_series(fixtures / "series" / "bad" / "series")
+    assert good.digest != bad.digest
+    assert good.digest == parse_series(fixtures / "series" / "good" / "series").digest
+
+
+def test_series_errors_name_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "series").write_text("# c\n\nmissing.patch\n")
+    with pytest.raises(InputError, match=r"series:3: patch missing.patch not found"):
+        parse_series(tmp_path / "series")
+    (tmp_path / "a.patch").write_text("")
+    (tmp_path / "series").write_text("a.patch -p1 extra\n")
+    with pytest.raises(InputError, match=r"series:1: expected"):
+        parse_series(tmp_path / "series")
+    with pytest.raises(InputError, match="series file not found"):
+        parse_series(tmp_path / "nope")
+
+
+def test_project_series_is_well_formed() -> None:
+    series = parse_series(Path(__file__).parents[1] / "kernel-patches" / "series")
+    assert series.patches, "the project's own series lists at least one patch"
