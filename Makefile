@@ -17,7 +17,10 @@ lint: deps
 unit: deps
 	@$(PY) -m pytest -q -m "not integration"
 
+# The kernel is built (or found in the cache) first, with progress on the terminal;
+# the integration tests then reuse it.
 test: lint
+	@$(VENV)/bin/cma-harness build
 	@$(PY) -m pytest -q
 
 bench: deps

@@ -114,14 +114,14 @@ def check_host_tools() -> str:
     for tool in (CROSS_COMPILE + "gcc", *HOST_TOOLS):
         if shutil.which(tool) is None:
             raise EnvironmentProblem(f"missing host tool '{tool}': run 'make deps' (see README)")
-    out = subprocess.run(  # noqa: S603
+    out = subprocess.run(
         [CROSS_COMPILE + "gcc", "--version"], capture_output=True, text=True, check=True
     )
     return out.stdout.splitlines()[0].strip()
 
 
 def _git(directory: Path, *args: str) -> str:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
     ).stdout
 
@@ -159,7 +159,7 @@ def _unpack(source: KernelSource, dest: Path) -> None:
     """Unpack a tarball (its single top directory stripped) or copy a directory to ``dest``."""
     dest.mkdir(parents=True)
     if source.is_tarball:
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             ["tar", "-xf", str(source.path), "-C", str(dest), "--strip-components=1"],
             capture_output=True, text=True, check=False,
         )
@@ -250,7 +250,7 @@ class _MakeRunner:
         with self.log.open("a") as log:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
-            proc = subprocess.Popen(  # noqa: S603
+            proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
             )
             assert proc.stdout is not None
@@ -369,7 +369,7 @@ def _merge_fragments(tree: Path, outdir: Path, fragments: tuple[Path, ...], log:
     with log.open("a") as fh:
         fh.write(f"$ {' '.join(argv)}\n")
         fh.flush()
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             argv, cwd=tree, stdout=fh, stderr=subprocess.STDOUT, check=False,
             env={**os.environ, "ARCH": "arm", "CROSS_COMPILE": CROSS_COMPILE},
         )

@@ -41,8 +41,8 @@ class Reporter:
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def step(self, message: str) -> None:
         """A milestone: always printed as its own line."""
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)

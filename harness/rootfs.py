@@ -79,7 +79,7 @@ def compile_program(prog: Path, kernel: KernelBuild, out: Path) -> None:
     argv = [CROSS_COMPILE + "gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror",
             "-I", str(kernel.directory / "headers" / "include"), "-o", str(out),
             *map(str, sorted(prog.glob("*.c")))]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BuildError(f"compiling guest program {prog.name} failed:\n{result.stderr[:2000]}")
 
@@ -147,7 +147,7 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(host_path, dest)
         (work / "spec").write_text(_spec(root))
-        cpio = subprocess.run(  # noqa: S603
+        cpio = subprocess.run(
             [str(kernel.gen_init_cpio), str(work / "spec")], capture_output=True, check=False
         )
         if cpio.returncode != 0:

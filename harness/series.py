@@ -87,7 +87,7 @@ def apply_series(series: Series, tree: Path) -> None:
     """
     for patch in series.patches:
         argv = ["patch", f"-p{patch.strip}", "--forward", "--batch", "--fuzz=0", "-i", str(patch.path)]
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        result = subprocess.run(
             argv, cwd=tree, capture_output=True, text=True, check=False
         )
         if result.returncode == 0:

@@ -1379,12 +1379,12 @@ static int replay_check_area(struct replay *r, const char *name, int line)
 static int replay_line(struct replay *r, char *line, int lineno)
 {
 	char *argv[16], *save = NULL, *tok;
-	const char *expect_s = "ok", *order_s = "0";
+	const char *expect_s = "ok", *order_s = "0", *at_s = NULL;
 	int argc = 0, expect = 0, ret, err, i;
 	uint32_t order;
 	struct label *l;
 	struct area *a;
-	uint64_t size, dma, us;
+	uint64_t size, dma, us, at;
 
 	tok = strchr(line, '#');
 	if (tok)
@@ -1395,6 +1395,8 @@ static int replay_line(struct replay *r, char *line, int lineno)
 			expect_s = tok + 7;
 		else if (!strncmp(tok, "order=", 6))
 			order_s = tok + 6;
+		else if (!strncmp(tok, "at=", 3))
+			at_s = tok + 3;
 		else
 			argv[argc++] = tok;
 	}
@@ -1444,6 +1446,13 @@ static int replay_line(struct replay *r, char *line, int lineno)
 			    l->phys % ((uint64_t)page_size << order)) {
 				replay_fail(r, lineno, "%s: bad placement 0x%"
 					    PRIx64, argv[1], l->phys);
+				return -1;
+			}
+			if (at_s && (replay_size(at_s, a, &at) ||
+				     l->phys - a->base != at)) {
+				replay_fail(r, lineno, "%s: at +0x%" PRIx64
+					    ", expected at=%s", argv[1],
+					    l->phys - a->base, at_s);
 				return -1;
 			}
 		}

@@ -1,0 +1,183 @@
+"""Integration: the real kernel (built and cached here) booted in real QEMU.
+
+Every checker of ``harness.checks`` is exercised here on real boots: the default
+matrix covers reserved / failed / absent CMA areas and the debugfs round trip,
+and a deliberate crash proves the Oops and panic detection.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from junitparser import JUnitXml
+
+from harness import boards, kbuild, qemu, rootfs
+from harness.cell import CellResult, run_cell, running_qemu
+from harness.checks import CmaExpectation, Status
+from harness.console import Budget, Console, GuestGone
+from harness.klog import ProblemKind
+from harness.matrix import DEFAULT_MATRIX, Cell, load_matrix
+from harness.series import parse_series
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).parents[1]
+CLI = [sys.executable, "-m", "harness.cli"]
+
+
+@pytest.fixture(scope="module")
+def vexpress() -> tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs]:
+    board = boards.load_board("vexpress-a9")
+    request = kbuild.BuildRequest(
+        kbuild.resolve_source(kbuild.DEFAULT_SOURCE), parse_series(kbuild.PATCHES_DIR / "series"),
+        board.defconfig, tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments), os.cpu_count() or 1)
+    kernel = kbuild.build_kernel(request, lambda msg: None)
+    return board, kernel, rootfs.build_initramfs(kernel)
+
+
+def _spec(vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs],
+          cmdline: str) -> qemu.BootSpec:
+    board, kernel, initramfs = vexpress
+    return qemu.BootSpec(board, kernel.zimage, kernel.dtb(board.dtb), initramfs.path,
+                         qemu.kernel_cmdline(board, cmdline))
+
+
+def _checks(result: CellResult) -> dict[str, tuple[Status, str]]:
+    return {c.name: (c.status, c.message) for c in result.checks}
+
+
+@pytest.mark.parametrize("cell", load_matrix(DEFAULT_MATRIX).cells, ids=lambda c: c.name)
+def test_default_matrix_cell(vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs],
+                             cell: Cell, tmp_path: Path) -> None:
+    result = run_cell(cell, _spec(vexpress, cell.cmdline), tmp_path / "console.log")
+    checks = _checks(result)
+    assert result.status is Status.PASS, checks
+    assert {"boot", "cma-reservation", "cma-meminfo", "kernel-log-clean"} <= set(checks)
+    if cell.expect.outcome == "reserved":
+        assert cell.expect.size_mib is not None
+        assert result.properties["cma.reserved_mib"] == str(cell.expect.size_mib)
+        assert int(result.properties["meminfo.CmaTotal_kB"]) == cell.expect.size_mib * 1024
+        assert checks["cma-debugfs[reserved]"][0] is Status.PASS
+        base = int(result.properties["cma.base"], 16)
+        ram = vexpress[0].ram[0]
+        assert ram.base <= base and base + cell.expect.size_mib * 2**20 <= ram.base + ram.size
+    else:
+        assert result.properties["meminfo.CmaTotal_kB"] == "0"
+        assert checks["cma-debugfs"][0] is Status.SKIP
+    log = (tmp_path / "console.log").read_text(errors="replace")
+    assert "cma-harness: init ready" in log
+
+
+def test_wrong_expectation_is_a_failure_that_says_both(
+        vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs], tmp_path: Path) -> None:
+    cell = Cell("vexpress-a9", "cma=32M", CmaExpectation("reserved", 48))
+    result = run_cell(cell, _spec(vexpress, "cma=32M"), tmp_path / "console.log")
+    status, message = _checks(result)["cma-reservation"]
+    assert status is Status.FAIL
+    assert "expected 'cma: Reserved 48 MiB'" in message and "Reserved 32 MiB at 0x" in message
+    assert result.status is Status.FAIL
+
+
+def test_oops_and_panic_are_noticed_mid_command(
+        vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs], tmp_path: Path) -> None:
+    argv = qemu.qemu_argv(_spec(vexpress, "cma=16M"))
+    with (tmp_path / "console.log").open("wb") as log, running_qemu(argv) as child:
+        console = Console(child, log)
+        console.wait_for_shell(Budget(60))
+        assert console.run("echo hello", Budget(10)).output == "hello\n"
+        with pytest.raises(GuestGone):
+            console.run("echo c > /proc/sysrq-trigger", Budget(30))
+    kinds = {p.kind for p in console.transcript.problems}
+    assert {ProblemKind.OOPS, ProblemKind.PANIC} <= kinds
+
+
+def test_boot_that_panics_is_an_error_with_the_command_line(
+        vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs], tmp_path: Path) -> None:
+    cell = Cell("vexpress-a9", "rdinit=/no-such-init", CmaExpectation("reserved", 16))
+    result = run_cell(cell, _spec(vexpress, cell.cmdline), tmp_path / "console.log")
+    checks = {c.name: c for c in result.checks}
+    assert checks["boot"].status is Status.ERROR
+    assert "qemu-system-arm -M vexpress-a9" in checks["boot"].details
+    assert checks["kernel-log-clean"].status is Status.FAIL
+    assert "panic" in checks["kernel-log-clean"].message
+
+
+def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:
+    proc = subprocess.run([*CLI, "run", "--cmdline", "cma=64M", "-o", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1/1 cells met their expectation" in proc.stdout
+    run_dirs = [p for p in tmp_path.iterdir() if not p.is_symlink()]
+    assert len(run_dirs) == 1 and (tmp_path / "latest").resolve() == run_dirs[0].resolve()
+    xml = JUnitXml.fromfile(str(run_dirs[0] / "junit.xml"))
+    suite = next(iter(xml))
+    assert suite.name == "vexpress-a9:cma=64M" and suite.failures == 0 and suite.errors == 0
+    props = {p.name: p.value for p in suite.properties()}
+    assert props["kernel.release"].startswith("6.1.") and len(props["series.hash"]) == 64
+    assert (run_dirs[0] / "logs" / "vexpress-a9_cma=64M.log").is_file()
+
+
+def _bad(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*CLI, *args, "-o", str(tmp_path / "res")] if args[0] == "run" else
+                          [*CLI, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+    return proc
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["run", "--board", "nope"], "no cell matching board=nope"),
+    (["build", "--board", "nope"], "unknown board 'nope'"),
+    (["run", "--cmdline", "cma=32M;reboot"], "character ';' is not allowed"),
+    (["run", "--cmdline", "cma=32M\ninit=/bin/sh"], "character '\\n' is not allowed"),
+    (["run", "--kernel-src", "/nonexistent.tar.xz"], "kernel source /nonexistent.tar.xz does not exist"),
+    (["run", "-m", "/nonexistent.toml"], "cannot read matrix /nonexistent.toml"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(args: list[str], msg: str, tmp_path: Path) -> None:
+    proc = _bad(args, tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cma-harness: error:"), proc.stderr
+    assert msg in lines[0]
+
+
+def test_unreadable_tarball(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar.xz"
+    junk.write_bytes(b"not a tarball")
+    proc = _bad(["run", "--kernel-src", str(junk)], tmp_path)
+    assert "cannot unpack" in proc.stderr
+
+
+def test_patch_that_does_not_apply_is_named_with_its_hunk(tmp_path: Path) -> None:
+    series = REPO / "tests/fixtures/series/bad/series"
+    proc = _bad(["build", "--series", str(series)], tmp_path)
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("cma-harness: error: patch 0001-dma-contiguous-remember-that-cma-was-given"
+                            ".patch does not apply: Hunk #1 FAILED")
+    assert "+static bool cmdline_seen __initdata;" in proc.stderr
+
+
+def test_no_qemu_outlives_an_interrupted_run(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*CLI, "run", "-o", str(tmp_path / "res")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _qemu_children(proc.pid):
+        time.sleep(0.2)
+    qemus = _qemu_children(proc.pid)
+    assert qemus, "QEMU never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    time.sleep(0.5)
+    assert not [pid for pid in qemus if Path(f"/proc/{pid}").exists()]
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+def _qemu_children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,comm=", "-e"], capture_output=True, text=True)
+    return [int(p) for p, pp, comm in (ln.split(None, 2) for ln in out.stdout.splitlines())
+            if int(pp) == pid and comm.startswith("qemu-system")]
+
