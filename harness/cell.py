@@ -141,5 +141,7 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
              "meminfo.CmaFree_kB": str(meminfo.get("CmaFree", ""))}
     if report.reserved:
         props["cma.base"] = f"{report.reserved[0].base:#x}"
+    if report.failed:
+        props["cma.failed_mib"] = str(report.failed[0])
     return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, props)
 

@@ -112,6 +112,8 @@ def _cma_column(result: CellResult) -> str:
     reserved = result.properties.get("cma.reserved_mib")
     if reserved is None:
         return "?"
+    if "cma.failed_mib" in result.properties:
+        return f"failed ({result.properties['cma.failed_mib']} MiB)"
     if reserved == "0":
         return "none"
     return f"{reserved} MiB @ {result.properties.get('cma.base', '?')}"

@@ -1,0 +1,147 @@
+"""A KTAP parser following Documentation/dev-tools/ktap.rst.
+
+Accepts ``KTAP version 1`` (and ``TAP version 13/14``) documents: a version
+line, a plan ``1..N``, result lines ``ok|not ok N [name] [# DIRECTIVE [reason]]``,
+diagnostic lines ``# ...``, and nested subtests indented by four spaces whose
+own result line follows them at the parent's indentation.  Unknown lines are
+ignored, as the spec allows.  Diagnostic lines belong to the next result line
+at the same depth.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+_VERSION = re.compile(r"^(?:K?TAP) version \d+$")
+_PLAN = re.compile(r"^1\.\.(\d+)")
+_RESULT = re.compile(r"^(ok|not ok) (\d+)(?: -)?(?: ([^#]*?))?\s*(?:#\s*(.*))?$")
+_DIRECTIVE = re.compile(r"^(SKIP|TODO|XFAIL)\b\s*(.*)$", re.IGNORECASE)
+
+
+class KtapStatus(Enum):
+    """Outcome of one KTAP test."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    TODO = "todo"  # "not ok ... # TODO": a known failure, not counted as one
+    ERROR = "error"  # the plan promised a test that never reported
+
+
+@dataclass
+class KtapTest:
+    """One test: its number, name, status, directive reason, diagnostics and subtests."""
+
+    number: int
+    name: str
+    status: KtapStatus
+    reason: str = ""
+    diagnostics: list[str] = field(default_factory=list)
+    subtests: list[KtapTest] = field(default_factory=list)
+
+
+@dataclass
+class _Frame:
+    tests: list[KtapTest] = field(default_factory=list)
+    plan: int | None = None
+    diagnostics: list[str] = field(default_factory=list)
+
+
+def _status(ok: bool, directive: str | None) -> tuple[KtapStatus, str]:
+    m = _DIRECTIVE.match(directive or "")
+    if m:
+        kind = m.group(1).upper()
+        if kind == "SKIP":
+            return KtapStatus.SKIP, m.group(2)
+        return (KtapStatus.PASS if ok else KtapStatus.TODO), m.group(2)
+    return (KtapStatus.PASS if ok else KtapStatus.FAIL), ""
+
+
+def _close(frame: _Frame) -> list[KtapTest]:
+    """The frame's tests plus an ERROR test for each planned test that never reported."""
+    tests = frame.tests
+    if frame.plan is not None and len(tests) < frame.plan:
+        for n in range(len(tests) + 1, frame.plan + 1):
+            tests.append(KtapTest(n, f"test {n}", KtapStatus.ERROR,
+                                  f"planned 1..{frame.plan} but test {n} never reported",
+                                  list(frame.diagnostics)))
+        frame.diagnostics = []
+    return tests
+
+
+def parse_ktap(lines: Iterable[str]) -> list[KtapTest]:
+    """Parse KTAP text into the top-level tests (each with its subtests).
+
+    Trailing text after a plan that fell short becomes ERROR tests (a crashed or
+    hung suite), so zero results never read as success.
+    """
+    stack: list[_Frame] = [_Frame()]
+    for raw in lines:
+        line = raw.rstrip()
+        stripped = line.lstrip(" ")
+        depth = (len(line) - len(stripped)) // 4
+        if not stripped:
+            continue
+        while len(stack) < depth + 1:
+            stack.append(_Frame())
+        if _VERSION.match(stripped):
+            continue
+        if m := _PLAN.match(stripped):
+            stack[depth].plan = int(m.group(1))
+        elif stripped.startswith("#"):
+            stack[depth].diagnostics.append(stripped.lstrip("# ").rstrip())
+        elif m := _RESULT.match(stripped):
+            subtests: list[KtapTest] = []
+            while len(stack) > depth + 1:
+                inner = stack.pop()
+                subtests = _close(inner) if inner.tests or inner.plan else subtests
+            status, reason = _status(m.group(1) == "ok", m.group(4))
+            frame = stack[depth]
+            frame.tests.append(KtapTest(int(m.group(2)), (m.group(3) or "").strip() or
+                                        f"test {m.group(2)}", status, reason,
+                                        frame.diagnostics, subtests))
+            frame.diagnostics = []
+    while len(stack) > 1:
+        inner = stack.pop()
+        orphans = _close(inner)
+        if orphans:  # a nested block whose parent result never came: the parent crashed
+            number = len(stack[-1].tests) + 1
+            stack[-1].tests.append(KtapTest(
+                number, f"test {number}", KtapStatus.ERROR,
+                "its subtests ran but it never printed its own result line (crash or hang?)",
+                stack[-1].diagnostics, orphans))
+            stack[-1].diagnostics = []
+    return _close(stack[0])
+
+
+@dataclass(frozen=True)
+class FlatTest:
+    """A test flattened for JUnit: ``path`` joins the names of its ancestors with ``/``."""
+
+    path: str
+    status: KtapStatus
+    reason: str
+    diagnostics: tuple[str, ...]
+
+
+def flatten(tests: Iterable[KtapTest], prefix: str = "") -> Iterator[FlatTest]:
+    """Every test and subtest, depth first, parents after their children."""
+    for test in tests:
+        path = f"{prefix}{test.name}"
+        yield from flatten(test.subtests, f"{path}/")
+        yield FlatTest(path, test.status, test.reason, tuple(test.diagnostics))
+
+
+def diagnostic_metrics(diagnostics: Iterable[str]) -> dict[str, str]:
+    """``key k1=v1 k2=v2`` diagnostics as ``{"key.k1": "v1", ...}`` (e.g. latency_us min/median/max)."""
+    metrics = {}
+    for line in diagnostics:
+        words = line.split()
+        if len(words) >= 2 and all("=" in w for w in words[1:]) and "=" not in words[0]:
+            for w in words[1:]:
+                k, _, v = w.partition("=")
+                metrics[f"{words[0]}.{k}"] = v
+    return metrics
