@@ -14,7 +14,7 @@ from harness.errors import EnvironmentProblem
 QEMU = "qemu-system-arm"
 # Every boot gets these: a panic powers the guest off at once (with -no-reboot
 # QEMU exits), so a dead guest is noticed as EOF instead of a timeout.
-HARNESS_KERNEL_ARGS = ("panic=-1", "oops=panic")
+HARNESS_KERNEL_ARGS = ("panic=-1",)
 
 
 @dataclass(frozen=True)
