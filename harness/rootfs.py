@@ -133,8 +133,9 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
         (root / "init").chmod(0o755)
         if (kernel.modules / "lib").is_dir():
             shutil.copytree(kernel.modules / "lib", root / "lib", symlinks=True)
-            for link in (root / "lib" / "modules").glob("*/build"):
-                link.unlink()
+            for name in ("build", "source"):  # links into the host's build tree
+                for link in (root / "lib" / "modules").glob(f"*/{name}"):
+                    link.unlink()
         for prog in guest_programs(rootfs_dir):
             (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
             compile_program(prog, kernel, root / "usr" / "bin" / prog.name)
