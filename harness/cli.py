@@ -25,6 +25,8 @@ from harness.progress import Reporter
 from harness.series import parse_series
 
 out = RichConsole(highlight=False)
+if not out.is_terminal:
+    out.width = 160  # CI logs: one row per cell, not folded at 80 columns
 err = RichConsole(stderr=True, highlight=False)
 
 

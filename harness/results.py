@@ -127,10 +127,11 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
     style = {Status.PASS: "green", Status.SKIP: "yellow", Status.FAIL: "red", Status.ERROR: "red"}
     for r in cells:
         passed = sum(c.status is Status.PASS for c in r.checks)
+        skipped = sum(c.status is Status.SKIP for c in r.checks)
         bad = next((c for c in r.checks if c.status in (Status.FAIL, Status.ERROR)), None)
         table.add_row(
             r.cell.name, f"[{style[r.status]}]{r.status.value.upper()}[/]",
-            f"{passed}/{len(r.checks)}",
+            f"{passed}/{len(r.checks) - skipped}" + (f" ({skipped} skipped)" if skipped else ""),
             f"{r.boot_seconds:.1f}s" if r.boot_seconds is not None else "-",
             _cma_column(r), f"{bad.name}: {bad.message}"[:120] if bad else "",
         )

@@ -85,3 +85,54 @@ def test_worst_status_ranks_and_empty_is_error() -> None:
     assert checks.worst([Status.PASS, Status.SKIP]) is Status.PASS
     assert checks.worst([Status.PASS, Status.FAIL, Status.ERROR]) is Status.ERROR
     assert checks.worst([]) is Status.ERROR
+
+
+def _report(name: str) -> tuple[CmaBootReport, list[str], str]:
+    records, user = _records(name)
+    return checks.parse_cma_lines(records), records, user
+
+
+def test_real_default_boot() -> None:
+    report, records, user = _report("vexpress-a9-default.log")
+    assert report.reserved == [CmaReservation(16, 0x7F000000)]
+    assert checks.check_cma_reservation(CmaExpectation("reserved", 16), report).status is Status.PASS
+    assert checks.check_kernel_log(records).status is Status.PASS
+    # The command outputs survive the splitter intact: meminfo agrees with the log.
+    meminfo = checks.parse_meminfo(user)
+    assert checks.check_meminfo(report, meminfo).status is Status.PASS
+    assert "cma-harness: init ready (6.1.176)" in user
+    assert not any("cma-harness: init ready" in r for r in records)
+
+
+def test_real_128m_boot_and_its_debugfs_probe() -> None:
+    report, _, user = _report("vexpress-a9-cma=128M.log")
+    assert report.reserved == [CmaReservation(128, 0x78000000)]
+    assert checks.check_cma_reservation(CmaExpectation("reserved", 64), report).status is Status.FAIL
+    probe = checks.parse_key_values(user)
+    result = checks.check_debugfs_area("reserved", 64, probe)
+    assert result.status is Status.PASS, result.message
+    assert probe["before.count"] == str(128 * 256)
+
+
+def test_real_failed_reservation() -> None:
+    report, records, _ = _report("vexpress-a9-cma=1G.log")
+    assert report.failed == [1024] and not report.reserved
+    assert checks.check_cma_reservation(CmaExpectation("failed", 1024), report).status is Status.PASS
+    assert checks.check_cma_reservation(CmaExpectation("none"), report).status is Status.FAIL
+    assert checks.check_kernel_log(records).status is Status.PASS
+
+
+def test_real_malformed_value_reads_as_zero() -> None:
+    report, _, _ = _report("vexpress-a9-cma=lots.log")
+    assert not report.reserved and not report.failed
+    # The series' 0001 patch makes early_cma() say how it read the value.
+    assert 'ignoring trailing characters "lots" of cma=' in report.other
+    assert checks.check_cma_reservation(CmaExpectation("none"), report).status is Status.PASS
+
+
+def test_real_panic_during_boot() -> None:
+    _, records, user = _report("vexpress-a9-no-init-panic.log")
+    result = checks.check_kernel_log(records)
+    assert result.status is Status.FAIL
+    assert "panic: [" in result.message and "Kernel panic - not syncing" in result.message
+    assert "cma-harness: init ready" not in user

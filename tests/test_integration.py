@@ -83,17 +83,24 @@ def test_wrong_expectation_is_a_failure_that_says_both(
     assert result.status is Status.FAIL
 
 
-def test_oops_and_panic_are_noticed_mid_command(
+def test_warning_bug_and_oops_are_noticed_the_moment_they_happen(
         vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs], tmp_path: Path) -> None:
+    """LKDTM (drivers/misc/lkdtm) provokes a real WARN_ON and a real BUG() in the guest."""
     argv = qemu.qemu_argv(_spec(vexpress, "cma=16M"))
+    direct = "/sys/kernel/debug/provoke-crash/DIRECT"
     with (tmp_path / "console.log").open("wb") as log, running_qemu(argv) as child:
         console = Console(child, log)
         console.wait_for_shell(Budget(60))
-        assert console.run("echo hello", Budget(10)).output == "hello\n"
+        assert console.run("modprobe lkdtm", Budget(30)).status == 0
+        warned = console.run(f"echo WARNING > {direct}; echo still here", Budget(30))
+        # The WARNING record was cut out of the command's output, not mixed into it.
+        assert (warned.status, warned.output) == (0, "still here\n")
+        assert [p.kind for p in console.transcript.problems] == [ProblemKind.WARNING]
         with pytest.raises(GuestGone):
-            console.run("echo c > /proc/sysrq-trigger", Budget(30))
-    kinds = {p.kind for p in console.transcript.problems}
-    assert {ProblemKind.OOPS, ProblemKind.PANIC} <= kinds
+            console.run(f"echo BUG > {direct}", Budget(30))
+    kinds = [p.kind for p in console.transcript.problems]
+    assert ProblemKind.BUG in kinds and ProblemKind.OOPS in kinds
+    assert "cma-harness: shell exited; powering off" in console.splitter.user
 
 
 def test_boot_that_panics_is_an_error_with_the_command_line(
