@@ -24,10 +24,10 @@ from harness.errors import HarnessError, InputError, PatchError
 from harness.progress import Reporter
 from harness.series import parse_series
 
-out = RichConsole(highlight=False)
+out = RichConsole(highlight=False, soft_wrap=True)
 if not out.is_terminal:
     out.width = 160  # CI logs: one row per cell, not folded at 80 columns
-err = RichConsole(stderr=True, highlight=False)
+err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,8 @@ def _spec(ready: Prepared, cmdline: str) -> qemu.BootSpec:
 
 def cmd_run(args: argparse.Namespace) -> int:
     mat = matrix.load_matrix(args.matrix)
+    if args.board is not None:
+        boards.load_board(args.board)  # an unknown board is named as such
     if args.cmdline is not None:
         validate_cmdline(args.cmdline)
     cells = matrix.filter_cells(mat, args.board, args.cmdline)

@@ -138,7 +138,7 @@ def _bad(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["run", "--board", "nope"], "no cell matching board=nope"),
+    (["run", "--board", "nope"], "unknown board 'nope'"),
     (["build", "--board", "nope"], "unknown board 'nope'"),
     (["run", "--cmdline", "cma=32M;reboot"], "character ';' is not allowed"),
     (["run", "--cmdline", "cma=32M\ninit=/bin/sh"], "character '\\n' is not allowed"),
