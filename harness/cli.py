@@ -108,9 +108,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spec(ready: Prepared, cmdline: str) -> qemu.BootSpec:
+def _spec(ready: Prepared, cmdline: str, interactive: bool = False) -> qemu.BootSpec:
     return qemu.BootSpec(ready.board, ready.kernel.zimage, ready.kernel.dtb(ready.board.dtb),
-                         ready.initramfs.path, qemu.kernel_cmdline(ready.board, cmdline))
+                         ready.initramfs.path, qemu.kernel_cmdline(ready.board, cmdline, interactive))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     qemu.qemu_version()
     with Reporter(out) as rep:
         ready = _prepare([args.board], args, rep)[args.board]
-    argv = qemu.qemu_argv(_spec(ready, args.cmdline), interactive=True)
+    argv = qemu.qemu_argv(_spec(ready, args.cmdline, interactive=True), interactive=True)
     err.print(f"booting {args.board}; Ctrl-A x quits QEMU\n{qemu.printable(argv)}")
     return subprocess.run(argv, check=False).returncode
 

@@ -12,9 +12,12 @@ from harness.boards import Board
 from harness.errors import EnvironmentProblem
 
 QEMU = "qemu-system-arm"
-# Every boot gets these: a panic powers the guest off at once (with -no-reboot
-# QEMU exits), so a dead guest is noticed as EOF instead of a timeout.
+# Every boot gets panic=-1: a panic powers the guest off at once (with
+# -no-reboot QEMU exits), so a dead guest is noticed as EOF, not a timeout.
+# cmaharness.shell=batch (a dotted parameter: the kernel ignores it) tells
+# rootfs/init to start a non-interactive shell for the harness to drive.
 HARNESS_KERNEL_ARGS = ("panic=-1",)
+BATCH_SHELL_ARG = "cmaharness.shell=batch"
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,13 @@ class BootSpec:
     cmdline: str
 
 
-def kernel_cmdline(board: Board, cell_cmdline: str) -> str:
-    """The whole kernel command line: board arguments, harness arguments, the cell's."""
-    return " ".join([*board.kernel_args, *HARNESS_KERNEL_ARGS, cell_cmdline]).strip()
+def kernel_cmdline(board: Board, cell_cmdline: str, interactive: bool = False) -> str:
+    """The whole kernel command line: board arguments, harness arguments, the cell's.
+
+    ``interactive`` (a human at the console) leaves out the batch-shell switch.
+    """
+    harness = HARNESS_KERNEL_ARGS if interactive else (*HARNESS_KERNEL_ARGS, BATCH_SHELL_ARG)
+    return " ".join([*board.kernel_args, *harness, cell_cmdline]).strip()
 
 
 def qemu_argv(spec: BootSpec, interactive: bool = False) -> list[str]:

@@ -32,13 +32,15 @@ class FakeChild:
         self.sent.append(data)
         text = data.decode()
         m = re.match(r"echo '(\w+)''(\w+)'B; (.*); echo '\w+''\w+'E \$\?\n", text)
-        if m and self.answer:
+        if m and m.group(3) == "true":  # wait_for_shell's first round trip
+            marker = m.group(1) + m.group(2)
+            self.chunks.append(f"{text}{marker}B\n{marker}E 0\n".encode())
+        elif m and self.answer:
             self.chunks += self.answer(m.group(1) + m.group(2), m.group(3))
         return len(data)
 
 
-BOOT = [b"[    0.000000] Booting Linux\r\n", b"cma-harness: init ready (6.1.0)\r\n",
-        b"cma-harness# "]
+BOOT = [b"[    0.000000] Booting Linux\r\n", b"cma-harness: init ready (6.1.0)\r\n"]
 
 
 def _console(child: FakeChild) -> tuple[Console, io.BytesIO]:
