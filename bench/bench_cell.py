@@ -55,8 +55,9 @@ def main() -> int:
     args = parser.parse_args()
 
     board = boards.load_board(args.board)
+    source = kbuild.resolve_source(kbuild.DEFAULT_SOURCE)
     request = kbuild.BuildRequest(
-        kbuild.resolve_source(kbuild.DEFAULT_SOURCE), parse_series(kbuild.PATCHES_DIR / "series"),
+        source, parse_series(kbuild.PATCHES_DIR / "series", source.version),
         board.defconfig, tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments), os.cpu_count() or 1)
     kernel = kbuild.build_kernel(request, lambda msg: None)
     normal = rootfs.build_initramfs(kernel)

@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) -> dict[str, Prepared]:
     """Load boards, then build each distinct kernel once and its initramfs."""
     loaded = {name: boards.load_board(name) for name in dict.fromkeys(board_names)}
-    series = parse_series(args.series)
     source = kbuild.resolve_source(args.kernel_src)
+    series = parse_series(args.series, source.version)
     if args.build_jobs < 1:
         raise InputError("--build-jobs must be at least 1")
     prepared: dict[str, Prepared] = {}

@@ -50,6 +50,7 @@ class KernelSource:
     path: Path
     is_tarball: bool
     identity: str
+    version: str  # "VERSION.PATCHLEVEL", e.g. "6.1": picks per-base patches
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,31 @@ def _git(directory: Path, *args: str) -> str:
     ).stdout
 
 
+def _makefile_version(text: str) -> str | None:
+    """``VERSION.PATCHLEVEL`` from the top-level kernel Makefile's text."""
+    v = re.search(r"^VERSION = (\d+)$", text, re.M)
+    p = re.search(r"^PATCHLEVEL = (\d+)$", text, re.M)
+    return f"{v.group(1)}.{p.group(1)}" if v and p else None
+
+
+def _tarball_version(path: Path) -> str | None:
+    """The base version from the tarball's name, else from its Makefile (slower: decompresses)."""
+    m = re.match(r"linux(?:-source)?-(\d+\.\d+)", path.name)
+    if m:
+        return m.group(1)
+    listing = subprocess.Popen(["tar", "-tf", str(path)], stdout=subprocess.PIPE, text=True)
+    assert listing.stdout is not None
+    first = listing.stdout.readline().strip()
+    listing.kill()
+    listing.wait()
+    top = first.split("/", 1)[0]
+    if not top:
+        return None
+    out = subprocess.run(["tar", "-xOf", str(path), f"{top}/Makefile", "--occurrence=1"],
+                         capture_output=True, text=True, check=False)
+    return _makefile_version(out.stdout)
+
+
 def resolve_source(path: Path) -> KernelSource:
     """Identify a kernel source given as a tarball or a directory.
 
@@ -136,14 +162,19 @@ def resolve_source(path: Path) -> KernelSource:
     if path.is_file():
         if not os.access(path, os.R_OK):
             raise InputError(f"kernel source {path} is not readable")
-        return KernelSource(path, True, file_digest(path))
+        version = _tarball_version(path)
+        if version is None:
+            raise InputError(f"cannot unpack {path}: not a kernel source tarball")
+        return KernelSource(path, True, file_digest(path), version)
     if path.is_dir():
-        if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+        makefile = path / "Makefile"
+        version = _makefile_version(makefile.read_text()) if makefile.is_file() else None
+        if version is None or not (path / "Kconfig").is_file():
             raise InputError(f"kernel source {path} is not a kernel tree (no Makefile/Kconfig)")
         if (path / ".git").exists():
             head = _git(path, "rev-parse", "HEAD").strip()
             dirty = _git(path, "diff", "HEAD") + _git(path, "status", "--porcelain")
-            return KernelSource(path, False, digest(["git", head, dirty]))
+            return KernelSource(path, False, digest(["git", head, dirty]), version)
         parts: list[str] = []
         for root, dirs, files in os.walk(path):
             dirs.sort()
@@ -151,7 +182,7 @@ def resolve_source(path: Path) -> KernelSource:
                 st = os.stat(os.path.join(root, name))
                 rel = os.path.relpath(os.path.join(root, name), path)
                 parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
-        return KernelSource(path, False, digest(parts))
+        return KernelSource(path, False, digest(parts), version)
     raise InputError(f"kernel source {path} does not exist (install linux-source-6.1 or pass --kernel-src)")
 
 

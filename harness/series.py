@@ -3,6 +3,11 @@
 The series file format follows quilt: one patch file name per line, relative to
 the series file's directory, optionally followed by ``-pN``; blank lines and
 text after ``#`` are ignored.  Patches are applied with GNU ``patch`` in order.
+
+A patch that must differ between base kernels lives in a per-base directory
+beside the series file, named by the base's ``VERSION.PATCHLEVEL``
+(``6.1/0002-foo.patch``, ``6.12/0002-foo.patch``); the series names it once and
+the base's copy wins over a top-level file of the same name.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ class Series:
         return digest(f"{p.name}\0{p.strip}\0{p.sha256}" for p in self.patches)
 
 
-def parse_series(series_file: Path) -> Series:
-    """Read a quilt ``series`` file.
+def parse_series(series_file: Path, base: str | None = None) -> Series:
+    """Read a quilt ``series`` file, resolving per-base patches for kernel ``base`` (e.g. "6.1").
 
     Raises:
         InputError: the series file is missing, a line is malformed, or a listed
@@ -59,9 +64,13 @@ def parse_series(series_file: Path) -> Series:
         elif len(words) != 1:
             raise InputError(f"{series_file}:{lineno}: expected 'PATCH [-pN]', got {raw!r}")
         path = series_file.parent / words[0]
+        if base and (series_file.parent / base / words[0]).is_file():
+            path = series_file.parent / base / words[0]
         if not path.is_file():
-            raise InputError(f"{series_file}:{lineno}: patch {words[0]} not found")
-        patches.append(Patch(words[0], path, strip, file_digest(path)))
+            where = f" (nor in {base}/)" if base else ""
+            raise InputError(f"{series_file}:{lineno}: patch {words[0]} not found{where}")
+        name = str(path.relative_to(series_file.parent))
+        patches.append(Patch(name, path, strip, file_digest(path)))
     return Series(series_file, tuple(patches))
 
 

@@ -33,8 +33,9 @@ CLI = [sys.executable, "-m", "harness.cli"]
 @pytest.fixture(scope="module")
 def vexpress() -> tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs]:
     board = boards.load_board("vexpress-a9")
+    source = kbuild.resolve_source(kbuild.DEFAULT_SOURCE)
     request = kbuild.BuildRequest(
-        kbuild.resolve_source(kbuild.DEFAULT_SOURCE), parse_series(kbuild.PATCHES_DIR / "series"),
+        source, parse_series(kbuild.PATCHES_DIR / "series", source.version),
         board.defconfig, tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments), os.cpu_count() or 1)
     kernel = kbuild.build_kernel(request, lambda msg: None)
     return board, kernel, rootfs.build_initramfs(kernel)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InputError
 from harness.kbuild import parse_fragment, verify_config
 
 REPO = Path(__file__).parents[1]
@@ -38,3 +38,25 @@ def test_project_fragments_request_the_cma_options() -> None:
     for name in ("CONFIG_CMA", "CONFIG_DMA_CMA", "CONFIG_CMA_DEBUGFS", "CONFIG_CMA_SYSFS",
                  "CONFIG_DMABUF_HEAPS_CMA", "CONFIG_MODULES", "CONFIG_DEVTMPFS"):
         assert opts.get(name) == "y", name
+
+
+def test_source_version_from_a_tree_and_an_oddly_named_tarball(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.kbuild import resolve_source
+
+    tree = tmp_path / "linux-x"
+    tree.mkdir()
+    (tree / "Makefile").write_text("# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 9\n")
+    (tree / "Kconfig").write_text("")
+    assert resolve_source(tree).version == "6.12"
+    tarball = tmp_path / "src.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(tmp_path), "linux-x"], check=True)
+    assert resolve_source(tarball).version == "6.12"
+    junk = tmp_path / "junk.tar.xz"
+    junk.write_bytes(b"no")
+    with pytest.raises(InputError, match="cannot unpack"):
+        resolve_source(junk)
+    (tree / "Makefile").write_text("all:\n")
+    with pytest.raises(InputError, match="is not a kernel tree"):
+        resolve_source(tree)

@@ -55,3 +55,11 @@ def test_series_errors_name_file_and_line(tmp_path: Path) -> None:
 def test_project_series_is_well_formed() -> None:
     series = parse_series(Path(__file__).parents[1] / "kernel-patches" / "series")
     assert series.patches, "the project's own series lists at least one patch"
+
+
+def test_per_base_patch_wins_for_its_base(fixtures: Path) -> None:
+    series_file = fixtures / "series" / "perbase" / "series"
+    name = "0001-dma-contiguous-remember-that-cma-was-given.patch"
+    assert [p.name for p in parse_series(series_file, "6.1").patches] == [name]
+    assert [p.name for p in parse_series(series_file, "6.12").patches] == [f"6.12/{name}"]
+    assert parse_series(series_file, "6.1").digest != parse_series(series_file, "6.12").digest
