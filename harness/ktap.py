@@ -91,18 +91,22 @@ def parse_ktap(lines: Iterable[str]) -> list[KtapTest]:
             continue
         if m := _PLAN.match(stripped):
             stack[depth].plan = int(m.group(1))
+        elif stripped.startswith("# Subtest:"):
+            continue  # names the nested block; its result line names it again
         elif stripped.startswith("#"):
             stack[depth].diagnostics.append(stripped.lstrip("# ").rstrip())
         elif m := _RESULT.match(stripped):
             subtests: list[KtapTest] = []
+            trailing: list[str] = []  # diagnostics after a block's last result: the parent's
             while len(stack) > depth + 1:
                 inner = stack.pop()
                 subtests = _close(inner) if inner.tests or inner.plan else subtests
+                trailing = inner.diagnostics + trailing
             status, reason = _status(m.group(1) == "ok", m.group(4))
             frame = stack[depth]
             frame.tests.append(KtapTest(int(m.group(2)), (m.group(3) or "").strip() or
                                         f"test {m.group(2)}", status, reason,
-                                        frame.diagnostics, subtests))
+                                        frame.diagnostics + trailing, subtests))
             frame.diagnostics = []
     while len(stack) > 1:
         inner = stack.pop()
@@ -136,12 +140,27 @@ def flatten(tests: Iterable[KtapTest], prefix: str = "") -> Iterator[FlatTest]:
 
 
 def diagnostic_metrics(diagnostics: Iterable[str]) -> dict[str, str]:
-    """``key k1=v1 k2=v2`` diagnostics as ``{"key.k1": "v1", ...}`` (e.g. latency_us min/median/max)."""
+    """Measurement diagnostics as flat metrics.
+
+    ``latency_us min=1 median=2 max=3`` gives ``{"latency_us.min": "1", ...}``;
+    ``duration_ms=1234`` gives ``{"duration_ms": "1234"}``.  Free text is ignored.
+    """
     metrics = {}
     for line in diagnostics:
         words = line.split()
-        if len(words) >= 2 and all("=" in w for w in words[1:]) and "=" not in words[0]:
-            for w in words[1:]:
+        if not words:
+            continue
+        prefix = ""
+        if "=" not in words[0]:
+            prefix, words = words[0] + ".", words[1:]
+        if words and all(re.fullmatch(r"[\w.]+=\S+", w) for w in words):
+            for w in words:
                 k, _, v = w.partition("=")
-                metrics[f"{words[0]}.{k}"] = v
+                metrics[f"{prefix}{k}"] = v
     return metrics
+
+
+def subtree_diagnostics(test: KtapTest) -> list[str]:
+    """The diagnostics of ``test`` and all its subtests, in order."""
+    lines = [d for sub in test.subtests for d in subtree_diagnostics(sub)]
+    return lines + test.diagnostics

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness.ktap import KtapStatus, diagnostic_metrics, flatten, parse_ktap
+from harness.ktap import KtapStatus, diagnostic_metrics, flatten, parse_ktap, subtree_diagnostics
 
 NESTED = """\
 KTAP version 1
@@ -49,5 +49,29 @@ def test_unknown_lines_are_ignored_and_tap14_accepted() -> None:
 
 
 def test_diagnostic_metrics() -> None:
-    assert diagnostic_metrics(["latency_us min=1 median=2 max=3", "free text here", "x=1 y=2"]) == {
-        "latency_us.min": "1", "latency_us.median": "2", "latency_us.max": "3"}
+    assert diagnostic_metrics(["latency_us min=1 median=2 max=3", "free text here", "x=1 y=2",
+                               "duration_ms=1234", "area reserved base=0x9c000000"]) == {
+        "latency_us.min": "1", "latency_us.median": "2", "latency_us.max": "3",
+        "x": "1", "y": "2", "duration_ms": "1234"}
+
+
+def test_cma_test_layout_subtest_lines_and_trailing_diagnostics() -> None:
+    text = """KTAP version 1
+1..1
+    KTAP version 1
+    # Subtest: alloc-free
+    1..2
+    # area reserved size=67108864
+    ok 1 order-0
+    # latency_us min=95 median=180 max=52000 n=17
+    ok 2 no-kernel-warning
+    # duration_ms=1234
+ok 1 alloc-free
+"""
+    tests = parse_ktap(text.splitlines())
+    suite = tests[0]
+    assert suite.name == "alloc-free" and [t.name for t in suite.subtests] == ["order-0", "no-kernel-warning"]
+    assert suite.diagnostics == ["duration_ms=1234"]
+    assert suite.subtests[0].diagnostics == ["area reserved size=67108864"]
+    metrics = diagnostic_metrics(subtree_diagnostics(suite))
+    assert metrics["latency_us.median"] == "180" and metrics["duration_ms"] == "1234"
