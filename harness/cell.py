@@ -26,8 +26,11 @@ from harness.qemu import BootSpec, printable, qemu_argv
 
 BOOT_SECONDS = 60.0
 COMMAND_SECONDS = 30.0
+SUITE_SECONDS = 300.0
 POWEROFF_SECONDS = 10.0
 DEBUGFS_PAGES = 64  # 256 KiB with 4 KiB pages: small enough for every area
+PROBE_ALLOC_BYTES = 1 << 20  # cma-dev allocations the host checks against the boot log
+PROBE_ALLOC_ORDER = 4
 
 
 @dataclass
@@ -80,52 +83,93 @@ def _boot_error(name: str, exc: BootError, argv: list[str]) -> CheckResult:
                        f"QEMU command line:\n{printable(argv)}\n\nconsole (last lines):\n{exc.excerpt}")
 
 
-def _evidence(console: Console, areas: list[str]) -> tuple[dict[str, int], dict[str, dict[str, str]],
-                                                          list[str]]:
-    """Read /proc/meminfo, probe each CMA area through debugfs, read the kernel log."""
-    meminfo = checks.parse_meminfo(console.run("cat /proc/meminfo", Budget(COMMAND_SECONDS)).output)
-    probes = {}
-    for area in areas:
-        out = console.run(f"cma-debugfs-probe {area} {DEBUGFS_PAGES}", Budget(COMMAND_SECONDS))
-        probes[area] = checks.parse_key_values(out.output)
-    dmesg = console.run("dmesg -r", Budget(COMMAND_SECONDS)).lines
-    return meminfo, probes, dmesg
+@dataclass
+class _Evidence:
+    """What the guest printed, gathered while it runs; checked after QEMU exits."""
+
+    meminfo: dict[str, int] = field(default_factory=dict)
+    probes: dict[str, dict[str, str]] = field(default_factory=dict)
+    dmesg: list[str] = field(default_factory=list)
+    dev_results: list[CheckResult] = field(default_factory=list)
+    props: dict[str, str] = field(default_factory=dict)
+    suite_aborted: bool = False
 
 
-def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
-    """Boot ``spec`` and check ``cell``'s expectation; never raises for guest trouble.
+def _suite(console: Console, suite: str) -> tuple[list[CheckResult], dict[str, str]]:
+    """Run one suite with the CMA counters read before and after.
 
-    A guest that does not boot, dies or stops answering makes the affected
-    checks ``ERROR`` with the console excerpt and the QEMU command line.
+    Raises:
+        BootError: the guest hung or died; the caller records it and ends the cell.
     """
-    argv = qemu_argv(spec)
-    results: list[CheckResult] = []
-    start = time.monotonic()
-    boot_seconds: float | None = None
-    with log_path.open("wb") as log, running_qemu(argv) as child:
-        console = Console(child, log)
+    before = checks.parse_key_values(console.run("cma-counters", Budget(COMMAND_SECONDS)).output)
+    if suite == "dmabuf-heaps":
+        out = console.run("dmabuf-heap", Budget(SUITE_SECONDS))
+        results, metrics = checks.dmabuf_heap_checks(out.output, out.status)
+    else:
+        out = console.run(f"cma-test suite {suite}", Budget(SUITE_SECONDS))
+        results, metrics = checks.ktap_checks("cma-test", out.output, out.status)
+    after = checks.parse_key_values(console.run("cma-counters", Budget(COMMAND_SECONDS)).output)
+    results.append(checks.check_counters_restored(suite, before, after))
+    props = {**metrics, f"cma-test/{suite}.seconds": f"{out.duration:.3f}"}
+    props.update({f"cma-test/{suite}.before.{k}": v for k, v in before.items()})
+    props.update({f"cma-test/{suite}.after.{k}": v for k, v in after.items()})
+    return results, props
+
+
+def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evidence) -> None:
+    """Load cma-dev, cross-check it against the boot log, run the cell's suites.
+
+    Appends to ``ev``.  A suite that hangs or kills the guest becomes a failed
+    testcase carrying the console excerpt; then BootError is re-raised so the
+    cell ends (the next cell boots afresh).
+    """
+    results, props = ev.dev_results, ev.props
+    load = console.run("modprobe cma-dev", Budget(COMMAND_SECONDS))
+    if load.status != 0:
+        results.append(CheckResult("cma-dev/load", Status.FAIL,
+                                   f"modprobe cma-dev failed (exit status {load.status})", load.output))
+        return
+    results.append(CheckResult("cma-dev/load", Status.PASS, "modprobe cma-dev", seconds=load.duration))
+    areas = checks.parse_cma_test_areas(console.run("cma-test areas", Budget(COMMAND_SECONDS)).output)
+    results.append(checks.check_dev_areas(report, areas))
+    default = next((a for a in areas if a.name == "reserved"), None)
+    if default is not None:
+        for cmd, order in ((f"cma-test alloc reserved {PROBE_ALLOC_BYTES} {PROBE_ALLOC_ORDER}",
+                            PROBE_ALLOC_ORDER), (f"cma-test dma-alloc {PROBE_ALLOC_BYTES}", 0)):
+            out = console.run(cmd, Budget(COMMAND_SECONDS)).output
+            results.append(checks.check_alloc_in_area(default, out, PROBE_ALLOC_BYTES, order))
+    first = len(results)
+    for suite in cell.suites:
         try:
-            boot_seconds = console.wait_for_shell(Budget(BOOT_SECONDS))
-            results.append(CheckResult("boot", Status.PASS, f"shell after {boot_seconds:.2f}s",
-                                       seconds=boot_seconds))
+            suite_results, suite_props = _suite(console, suite)
         except BootError as exc:
-            results.append(_boot_error("boot", exc, argv))
-            results.append(checks.check_kernel_log(console.transcript.records))
-            return CellResult(cell, results, log_path, time.monotonic() - start)
-        report = checks.parse_cma_lines(console.transcript.records)
-        results.append(checks.check_cma_reservation(cell.expect, report))
-        try:
-            listing = console.run("ls /sys/kernel/debug/cma", Budget(COMMAND_SECONDS))
-            areas = listing.output.split() if listing.status == 0 else []
-            meminfo, probes, dmesg = _evidence(console, areas)
-            console.poweroff(Budget(POWEROFF_SECONDS))
-        except BootError as exc:
-            results.append(_boot_error("guest-commands", exc, argv))
-            results.append(checks.check_kernel_log(console.transcript.records))
-            return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds)
-    results.append(checks.check_meminfo(report, meminfo))
-    if probes:
-        results += [checks.check_debugfs_area(a, DEBUGFS_PAGES, p) for a, p in probes.items()]
+            results.append(CheckResult(f"cma-test/{suite}", Status.FAIL,
+                                       f"the suite did not finish: {exc}", exc.excerpt))
+            ev.suite_aborted = True
+            raise
+        results += suite_results
+        props.update(suite_props)
+    if cell.required:
+        results.append(checks.check_required_tests(results[first:], cell.required))
+
+
+def _drive(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evidence) -> None:
+    """Every guest interaction after boot, in order; raises BootError if the guest fails."""
+    ev.meminfo = checks.parse_meminfo(console.run("cat /proc/meminfo", Budget(COMMAND_SECONDS)).output)
+    listing = console.run("ls /sys/kernel/debug/cma", Budget(COMMAND_SECONDS))
+    for area in listing.output.split() if listing.status == 0 else []:
+        out = console.run(f"cma-debugfs-probe {area} {DEBUGFS_PAGES}", Budget(COMMAND_SECONDS))
+        ev.probes[area] = checks.parse_key_values(out.output)
+    _cma_dev(console, cell, report, ev)
+    ev.dmesg = console.run("dmesg -r", Budget(COMMAND_SECONDS)).lines
+    console.poweroff(Budget(POWEROFF_SECONDS))
+
+
+def _evaluate(report: checks.CmaBootReport, ev: _Evidence, records: list[str]) -> list[CheckResult]:
+    """The checks on everything gathered after boot."""
+    results = [checks.check_meminfo(report, ev.meminfo), *ev.dev_results]
+    if ev.probes:
+        results += [checks.check_debugfs_area(a, DEBUGFS_PAGES, p) for a, p in ev.probes.items()]
     elif report.total_mib:
         results.append(CheckResult("cma-debugfs", Status.FAIL,
                                    f"the boot log reserved {report.total_mib} MiB but "
@@ -133,15 +177,44 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
     else:
         results.append(CheckResult("cma-debugfs", Status.SKIP, "no CMA area to exercise"))
     # dmesg -r lines carry a "<N>" priority prefix; the console saw the same records.
-    kernel_lines = list(dict.fromkeys(
-        [*console.transcript.records, *(ln.split(">", 1)[-1] for ln in dmesg)]))
+    kernel_lines = list(dict.fromkeys([*records, *(ln.split(">", 1)[-1] for ln in ev.dmesg)]))
     results.append(checks.check_kernel_log(kernel_lines))
-    props = {"cma.reserved_mib": str(report.total_mib),
-             "meminfo.CmaTotal_kB": str(meminfo.get("CmaTotal", "")),
-             "meminfo.CmaFree_kB": str(meminfo.get("CmaFree", ""))}
+    ev.props.update({"cma.reserved_mib": str(report.total_mib),
+                     "meminfo.CmaTotal_kB": str(ev.meminfo.get("CmaTotal", "")),
+                     "meminfo.CmaFree_kB": str(ev.meminfo.get("CmaFree", ""))})
     if report.reserved:
-        props["cma.base"] = f"{report.reserved[0].base:#x}"
+        ev.props["cma.base"] = f"{report.reserved[0].base:#x}"
     if report.failed:
-        props["cma.failed_mib"] = str(report.failed[0])
-    return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, props)
+        ev.props["cma.failed_mib"] = str(report.failed[0])
+    return results
 
+
+def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
+    """Boot ``spec`` and check ``cell``'s expectation; never raises for guest trouble.
+
+    A guest that does not boot, dies or stops answering makes the affected
+    checks ``ERROR`` (or, inside a suite, ``FAIL``) with the console excerpt
+    and the QEMU command line.
+    """
+    argv = qemu_argv(spec)
+    start = time.monotonic()
+    with log_path.open("wb") as log, running_qemu(argv) as child:
+        console = Console(child, log)
+        try:
+            boot_seconds = console.wait_for_shell(Budget(BOOT_SECONDS))
+        except BootError as exc:
+            results = [_boot_error("boot", exc, argv), checks.check_kernel_log(console.transcript.records)]
+            return CellResult(cell, results, log_path, time.monotonic() - start)
+        results = [CheckResult("boot", Status.PASS, f"shell after {boot_seconds:.2f}s", seconds=boot_seconds)]
+        report = checks.parse_cma_lines(console.transcript.records)
+        results.append(checks.check_cma_reservation(cell.expect, report))
+        ev = _Evidence()
+        try:
+            _drive(console, cell, report, ev)
+        except BootError as exc:
+            if not ev.suite_aborted:
+                ev.dev_results.append(_boot_error("guest-commands", exc, argv))
+            results += [*ev.dev_results, checks.check_kernel_log(console.transcript.records)]
+            return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, ev.props)
+    results += _evaluate(report, ev, console.transcript.records)
+    return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, ev.props)

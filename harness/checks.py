@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from harness.klog import find_problems
+from harness.ktap import diagnostic_metrics, flatten, parse_ktap, subtree_diagnostics
 
 
 class Status(Enum):
@@ -245,3 +246,162 @@ def check_debugfs_area(area: str, pages: int, probe: dict[str, str]) -> CheckRes
     return CheckResult(name, Status.PASS,
                        f"allocated and freed {pages} pages; used {before} -> {after_alloc} -> "
                        f"{after_free}", details)
+
+
+# --- cma-dev / cma-test -------------------------------------------------------------
+
+_KTAP_STATUS = {"pass": Status.PASS, "fail": Status.FAIL, "skip": Status.SKIP, "todo": Status.SKIP,
+                "error": Status.FAIL}
+
+
+def ktap_checks(prefix: str, output: str,
+                exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+    """KTAP output of a guest program as one :class:`CheckResult` per test and subtest.
+
+    Nested subtests are flattened with their path (``prefix/suite/subtest``);
+    a failure carries the test's diagnostic lines.  Measurement diagnostics
+    (``latency_us min=.. median=.. max=..``, ``duration_ms=..``) of each
+    top-level test become metrics ``prefix/suite.latency_us.min`` etc.  Output
+    with no test at all (the program crashed before printing any), or a non-zero
+    exit status with no failing test, is itself a failure.
+    """
+    tests = parse_ktap(output.splitlines())
+    results = []
+    for flat in flatten(tests):
+        status = _KTAP_STATUS[flat.status.value]
+        message = {"pass": "ok", "fail": "not ok", "skip": f"skipped: {flat.reason}",
+                   "todo": f"known failure (TODO): {flat.reason}",
+                   "error": flat.reason}[flat.status.value]
+        results.append(CheckResult(f"{prefix}/{flat.path}", status, message,
+                                   "\n".join(flat.diagnostics)))
+    metrics = {f"{prefix}/{t.name}.{k}": v for t in tests
+               for k, v in diagnostic_metrics(subtree_diagnostics(t)).items()}
+    if not tests:
+        signal = f", killed by signal {exit_status - 128}" if exit_status > 128 else ""
+        results.append(CheckResult(prefix, Status.FAIL,
+                                   f"no KTAP results (exit status {exit_status}{signal})", output[-4000:]))
+    elif exit_status != 0 and all(r.status is not Status.FAIL for r in results):
+        results.append(CheckResult(prefix, Status.FAIL,
+                                   f"exit status {exit_status} although every KTAP test passed",
+                                   output[-4000:]))
+    return results, metrics
+
+
+@dataclass(frozen=True)
+class DevArea:
+    """A CMA area as ``cma-test areas`` lists it: physical ``base`` and ``size`` in bytes."""
+
+    name: str
+    base: int
+    size: int
+    total_pages: int
+    free_pages: int
+
+
+def parse_cma_test_areas(output: str) -> list[DevArea]:
+    """Rows of ``cma-test areas``: ``idx name 0xBASE SIZE TOTAL FREE``."""
+    areas = []
+    for line in output.splitlines():
+        m = re.match(r"\s*\d+\s+(\S+)\s+(0x[0-9a-f]+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", line)
+        if m:
+            areas.append(DevArea(m.group(1), int(m.group(2), 16), int(m.group(3)), int(m.group(4)),
+                                 int(m.group(5))))
+    return areas
+
+
+def check_dev_areas(report: CmaBootReport, areas: list[DevArea]) -> CheckResult:
+    """cma-dev must list exactly the areas the boot log announced, at the same base and size."""
+    name = "cma-dev/areas-match-boot-log"
+    want = sorted((r.base, r.size_mib << 20) for r in [*report.reserved, *report.dt_pools])
+    seen = sorted((a.base, a.size) for a in areas)
+    if want == seen:
+        return CheckResult(name, Status.PASS, f"{len(areas)} area(s) as in the boot log")
+    fmt = ", ".join
+    return CheckResult(name, Status.FAIL,
+                       f"expected areas {fmt(f'{s >> 20} MiB at {b:#x}' for b, s in want) or 'none'}, "
+                       "cma-dev lists "
+                       f"{fmt(f'{a.name}: {a.size >> 20} MiB at {a.base:#x}' for a in areas) or 'none'}")
+
+
+def check_alloc_in_area(area: DevArea, output: str, size: int, order: int,
+                        page_size: int = 4096) -> CheckResult:
+    """An allocation ``cma-test alloc`` reported must lie inside ``area`` and honour the alignment.
+
+    ``output`` is the line ``handle=H phys=0x... size=N order=K ...`` (or
+    ``... dma=0x... phys=0x...`` for ``dma-alloc``); ``size`` in bytes; the
+    alignment is ``page_size << order`` bytes.
+    """
+    name = f"cma-dev/{'dma-alloc' if 'dma=' in output else 'alloc'}-in-area"
+    m = re.search(r"\bphys=(0x[0-9a-f]+)", output)
+    if not m:
+        return CheckResult(name, Status.FAIL, "the allocation failed or printed no address", output)
+    phys = int(m.group(1), 16)
+    end = area.base + area.size
+    if not (area.base <= phys and phys + size <= end):
+        return CheckResult(name, Status.FAIL,
+                           f"expected {size} bytes inside {area.name} [{area.base:#x}, {end:#x}), "
+                           f"got phys {phys:#x}", output)
+    align = page_size << order
+    if phys % align:
+        return CheckResult(name, Status.FAIL, f"expected alignment to {align:#x} (order {order}), "
+                           f"got phys {phys:#x}", output)
+    return CheckResult(name, Status.PASS, f"{size} bytes at {phys:#x} inside {area.name}, "
+                       f"{align:#x}-aligned", output)
+
+
+def check_counters_restored(suite: str, before: dict[str, str], after: dict[str, str]) -> CheckResult:
+    """After a suite, every area's debugfs ``used`` is back where it started (nothing leaked)."""
+    name = f"cma-test/{suite}.no-leak"
+    leaks = [f"{key[:-5]}: used {before[key]} -> {after.get(key, '?')} pages"
+             for key in sorted(before) if key.endswith(".used") and after.get(key) != before[key]]
+    if not any(k.endswith(".used") for k in before):
+        return CheckResult(name, Status.ERROR, "no CMA counters could be read", "")
+    if leaks:
+        return CheckResult(name, Status.FAIL, "pages still allocated after the suite: " + "; ".join(leaks))
+    return CheckResult(name, Status.PASS, "every area's used count is back to its start")
+
+
+def check_required_tests(results: Sequence[CheckResult], required: Sequence[str]) -> CheckResult:
+    """Subtests the matrix requires ran and passed.
+
+    E.g. ``cma-test/migrate/cma-occupied-by-movable-pages``.
+
+    A suite that quietly dropped or skipped one of them would otherwise look green.
+    """
+    by_name = {r.name: r.status for r in results}
+    missing = [n for n in required if by_name.get(n) is not Status.PASS]
+    if missing:
+        return CheckResult("cma-test/required-subtests", Status.FAIL,
+                           "required subtests missing, skipped or failing: " +
+                           ", ".join(f"{n} ({by_name[n].value if n in by_name else 'absent'})"
+                                     for n in missing))
+    return CheckResult("cma-test/required-subtests", Status.PASS,
+                       f"all {len(required)} present and passing")
+
+
+def dmabuf_heap_checks(output: str,
+                       exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+    """Results of the kernel's tools/testing/selftests/dmabuf-heaps/dmabuf-heap.
+
+    6.12's is KTAP (kselftest.h); 6.1's prints ``Testing heap: NAME`` then
+    ``  Testing WHAT:  OK`` or ``... FAIL (why)`` lines, read here into one
+    check per heap and test.
+    """
+    prefix = "selftests/dmabuf-heaps"
+    if re.search(r"^(K?TAP) version", output, re.M):
+        return ktap_checks(prefix, output, exit_status)
+    results = []
+    heap = "?"
+    for line in output.splitlines():
+        if m := re.match(r"Testing heap: (\S+)", line):
+            heap = m.group(1)
+        elif m := re.match(r"\s+Testing (.+?):\s+(.*)$", line):
+            what = re.sub(r"\W+", "-", m.group(1).strip()).strip("-").lower()
+            verdict = m.group(2)
+            status = Status.FAIL if "FAIL" in verdict else Status.PASS if "OK" in verdict else Status.FAIL
+            results.append(CheckResult(f"{prefix}/{heap}/{what}", status,
+                                       verdict.strip() or "no verdict"))
+    if not results:
+        results.append(CheckResult(prefix, Status.FAIL, f"no results (exit status {exit_status})",
+                                   output[-4000:]))
+    return results, {}

@@ -12,6 +12,10 @@ A matrix file (TOML)::
 Every cell runs on every board of ``boards`` (a cell may narrow that with its
 own ``boards`` list).  ``expect.cma`` is ``reserved``, ``failed`` or ``none``
 (see :class:`harness.checks.CmaExpectation`).
+
+``suites`` (top level, or per cell) names the cma-test suites to run in cells
+that expect a CMA area; ``required_subtests`` lists KTAP tests that must have
+run and passed there, so a suite that quietly skips its proof cannot pass.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from harness.errors import InputError
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent / "matrices" / "default.toml"
 _OUTCOMES = ("reserved", "failed", "none")
+# The suites of rootfs/cma-test (its suites[] table), plus the kernel's own
+# tools/testing/selftests/dmabuf-heaps run against the CMA heap.
+KNOWN_SUITES = ("alloc-free", "exhaustion", "migrate", "dma", "replay", "concurrency", "dmabuf-heaps")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Cell:
     cmdline: str
     expect: CmaExpectation
     description: str = ""
+    suites: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -81,6 +90,17 @@ def _expectation(raw: Any, where: str) -> CmaExpectation:
     return CmaExpectation(outcome, size)
 
 
+def _names(raw: Any, where: str, key: str, known: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise InputError(f"{where}: '{key}' must be a list of strings")
+    if known is not None:
+        unknown = [x for x in raw if x not in known]
+        if unknown:
+            raise InputError(f"{where}: unknown suite(s) {', '.join(unknown)} in '{key}' "
+                             f"(known: {', '.join(known)})")
+    return tuple(raw)
+
+
 def parse_matrix(data: dict[str, Any], path: Path) -> Matrix:
     """Expand a parsed matrix file into cells.
 
@@ -91,6 +111,8 @@ def parse_matrix(data: dict[str, Any], path: Path) -> Matrix:
     boards = data.get("boards")
     if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
         raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
+    suites = _names(data.get("suites", []), str(path), "suites", KNOWN_SUITES)
+    required = _names(data.get("required_subtests", []), str(path), "required_subtests")
     raw_cells = data.get("cells")
     if not isinstance(raw_cells, list) or not raw_cells:
         raise InputError(f"{path}: no [[cells]] defined")
@@ -99,7 +121,7 @@ def parse_matrix(data: dict[str, Any], path: Path) -> Matrix:
         where = f"{path}: cells[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        unknown = set(raw) - {"cmdline", "expect", "boards", "description"}
+        unknown = set(raw) - {"cmdline", "expect", "boards", "description", "suites"}
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         cmdline = raw.get("cmdline", "")
@@ -110,8 +132,12 @@ def parse_matrix(data: dict[str, Any], path: Path) -> Matrix:
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from exc
         expect = _expectation(raw.get("expect"), where)
+        cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else suites
+        if expect.outcome != "reserved":
+            cell_suites = ()  # no default CMA area for the suites to work on
         for board in raw.get("boards", boards):
-            cells.append(Cell(board, cmdline, expect, str(raw.get("description", ""))))
+            cells.append(Cell(board, cmdline, expect, str(raw.get("description", "")), cell_suites,
+                              required if cell_suites else ()))
     return Matrix(str(data.get("name", path.stem)), path, tuple(cells))
 
 

@@ -24,7 +24,9 @@ from harness.kbuild import CROSS_COMPILE, KernelBuild
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOTFS_DIR = REPO_ROOT / "rootfs"
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
+# The kernel's own test programs, cross-built from the patched tree: guest name -> source.
+SELFTESTS = {"dmabuf-heap": "tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c"}
 _DIRS = ("/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/share", "/proc", "/sys",
          "/dev", "/tmp", "/root", "/etc", "/lib", "/lib/modules", "/mnt")
 
@@ -67,21 +69,26 @@ def _inputs(kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
     return parts
 
 
-def compile_program(prog: Path, kernel: KernelBuild, out: Path) -> None:
-    """Cross-compile ``prog/*.c`` into the static ARM executable ``out``.
+def compile_program(sources: list[Path], kernel: KernelBuild, out: Path,
+                    strict: bool = True) -> None:
+    """Cross-compile C ``sources`` into the static ARM executable ``out``.
 
     The kernel's exported UAPI headers (``headers/include``) come first on the
-    include path so programs see this series' uapi headers (e.g. cma-dev.h).
+    include path so programs see this series' uapi headers (e.g. cma-dev.h);
+    ``tools/testing/selftests`` of the tree follows, for kselftest.h.
+    ``strict`` adds ``-Wall -Wextra -Werror`` (our own programs).
 
     Raises:
         BuildError: the compiler failed; the message carries its first lines.
     """
-    argv = [CROSS_COMPILE + "gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror",
-            "-I", str(kernel.directory / "headers" / "include"), "-o", str(out),
-            *map(str, sorted(prog.glob("*.c")))]
+    warnings = ["-Wall", "-Wextra", "-Werror"] if strict else []
+    argv = [CROSS_COMPILE + "gcc", "-static", "-O2", *warnings,
+            "-I", str(kernel.directory / "headers" / "include"),
+            "-I", str(kernel.tree / "tools" / "testing" / "selftests"), "-o", str(out),
+            *map(str, sources)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BuildError(f"compiling guest program {prog.name} failed:\n{result.stderr[:2000]}")
+        raise BuildError(f"compiling guest program {out.name} failed:\n{result.stderr[:2000]}")
 
 
 def _spec(root: Path) -> str:
@@ -138,9 +145,13 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
                     link.unlink()
         for prog in guest_programs(rootfs_dir):
             (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-            compile_program(prog, kernel, root / "usr" / "bin" / prog.name)
+            compile_program(sorted(prog.glob("*.c")), kernel, root / "usr" / "bin" / prog.name)
             for sub in sorted(d for d in prog.iterdir() if d.is_dir()):
                 shutil.copytree(sub, root / "usr" / "share" / prog.name / sub.name)
+        for name, source in SELFTESTS.items():
+            if (kernel.tree / source).is_file():
+                (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+                compile_program([kernel.tree / source], kernel, root / "usr" / "bin" / name, strict=False)
         if (rootfs_dir / "bin").is_dir():
             shutil.copytree(rootfs_dir / "bin", root / "usr" / "bin", dirs_exist_ok=True)
         for guest_path, host_path in extra.items():

@@ -52,9 +52,12 @@ def test_series_errors_name_file_and_line(tmp_path: Path) -> None:
         parse_series(tmp_path / "nope")
 
 
-def test_project_series_is_well_formed() -> None:
-    series = parse_series(Path(__file__).parents[1] / "kernel-patches" / "series")
-    assert series.patches, "the project's own series lists at least one patch"
+@pytest.mark.parametrize("base", ["6.1", "6.12"])
+def test_project_series_resolves_for_both_bases(base: str) -> None:
+    series = parse_series(Path(__file__).parents[1] / "kernel-patches" / "series", base)
+    names = [p.name for p in series.patches]
+    assert names[0] == "0001-dma-contiguous-log-how-early_cma-read-the-cma-parame.patch"
+    assert f"{base}/0003-misc-add-cma-dev-test-device.patch" in names
 
 
 def test_per_base_patch_wins_for_its_base(fixtures: Path) -> None:
