@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) -> dict[str, Prepared]:
     """Load boards, then build each distinct kernel once and its initramfs."""
     loaded = {name: boards.load_board(name) for name in dict.fromkeys(board_names)}
+    kbuild.install_debian_source(args.kernel_src, rep)
     source = kbuild.resolve_source(args.kernel_src)
     series = parse_series(args.series, source.version)
     if args.build_jobs < 1:

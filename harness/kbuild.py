@@ -152,6 +152,26 @@ def _tarball_version(path: Path) -> str | None:
     return _makefile_version(out.stdout)
 
 
+def install_debian_source(path: Path, progress: Progress) -> None:
+    """Install Debian's ``linux-source-X.Y`` package if ``path`` is its missing tarball.
+
+    ``/usr/src/linux-source-6.12.tar.xz`` comes from bookworm-backports;
+    ``scripts/install-deps.sh --kernel-source 6.12`` does the apt work.
+
+    Raises:
+        EnvironmentProblem: the package could not be installed.
+    """
+    m = re.fullmatch(r"/usr/src/linux-source-(\d+\.\d+)\.tar\.xz", str(path))
+    if path.exists() or not m:
+        return
+    progress(f"{path} is missing: installing Debian's linux-source-{m.group(1)}")
+    result = subprocess.run([str(REPO_ROOT / "scripts" / "install-deps.sh"), "--kernel-source",
+                             m.group(1)], capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not path.exists():
+        raise EnvironmentProblem(f"cannot install linux-source-{m.group(1)}: "
+                                 f"{(result.stderr.strip().splitlines() or ['no output'])[0]}")
+
+
 def resolve_source(path: Path) -> KernelSource:
     """Identify a kernel source given as a tarball or a directory.
 

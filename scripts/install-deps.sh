@@ -3,6 +3,10 @@
 # the Debian packages, the armhf static busybox (from Debian's archive, via
 # `apt-get download`), and the Python package in .venv.  Output goes to a log;
 # only a failure prints it.
+#
+#   install-deps.sh                       everything above
+#   install-deps.sh --kernel-source 6.12  only /usr/src/linux-source-6.12.tar.xz
+#                                         (from bookworm-backports if need be)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +37,26 @@ apt_update() {
 	done
 	echo "install-deps: warning: apt-get update reported errors; continuing" >&2
 }
+
+if [ "${1:-}" = --kernel-source ]; then
+	version=${2:?usage: install-deps.sh --kernel-source VERSION}
+	case $version in *[!0-9.]*) fail "bad kernel version '$version'" ;; esac
+	[ -f "/usr/src/linux-source-$version.tar.xz" ] && exit 0
+	echo "install-deps: installing linux-source-$version"
+	apt_update
+	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		"linux-source-$version" >>"$log" 2>&1; then
+		# Newer kernels than the release's own come from its backports suite.
+		codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+		list=/etc/apt/sources.list.d/cma-harness-backports.sources
+		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$codename" | as_root tee "$list" >/dev/null
+		apt_update
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t "$codename-backports" \
+			"linux-source-$version" >>"$log" 2>&1 || fail "cannot install linux-source-$version"
+	fi
+	exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -136,3 +136,106 @@ def test_real_panic_during_boot() -> None:
     assert result.status is Status.FAIL
     assert "panic: [" in result.message and "Kernel panic - not syncing" in result.message
     assert "cma-harness: init ready" not in user
+
+
+SUITE_KTAP = """KTAP version 1
+1..2
+    KTAP version 1
+    # Subtest: migrate
+    1..2
+    # our pages took 54004 of 62044 kB of free CMA (87%)
+    ok 1 cma-occupied-by-movable-pages
+    # allocated 66846720 bytes in 123708 us
+    not ok 2 alloc-whole-area
+    # latency_us min=123708 median=123708 max=123708 n=1
+    # duration_ms=9000
+not ok 1 migrate
+ok 2 dma # SKIP no default area
+"""
+
+
+def test_ktap_checks_flatten_and_measure() -> None:
+    results, metrics = checks.ktap_checks("cma-test", SUITE_KTAP, 1)
+    by = {r.name: r for r in results}
+    assert by["cma-test/migrate/cma-occupied-by-movable-pages"].status is Status.PASS
+    failed = by["cma-test/migrate/alloc-whole-area"]
+    assert failed.status is Status.FAIL and "allocated 66846720 bytes" in failed.details
+    assert by["cma-test/dma"].status is Status.SKIP
+    assert metrics["cma-test/migrate.latency_us.median"] == "123708"
+    assert metrics["cma-test/migrate.duration_ms"] == "9000"
+
+
+def test_ktap_checks_crash_without_output_is_a_failure() -> None:
+    results, _ = checks.ktap_checks("cma-test", "Segmentation fault\n", 139)
+    assert [(r.name, r.status) for r in results] == [("cma-test", Status.FAIL)]
+    assert "killed by signal 11" in results[0].message
+    results, _ = checks.ktap_checks("cma-test", "KTAP version 1\n1..1\nok 1 a\n", 3)
+    assert results[-1].status is Status.FAIL and "exit status 3" in results[-1].message
+
+
+AREAS = """# abi=1 areas=1 max_align_order=8 page_size=4096
+idx name                 base         size         total    free
+0   reserved             0x007c000000 67108864     16384    16320
+"""
+
+
+def test_dev_areas_against_the_boot_log() -> None:
+    areas = checks.parse_cma_test_areas(AREAS)
+    assert areas == [checks.DevArea("reserved", 0x7C000000, 64 << 20, 16384, 16320)]
+    good = CmaBootReport(reserved=[CmaReservation(64, 0x7C000000)])
+    assert checks.check_dev_areas(good, areas).status is Status.PASS
+    moved = CmaBootReport(reserved=[CmaReservation(64, 0x78000000)])
+    result = checks.check_dev_areas(moved, areas)
+    assert result.status is Status.FAIL and "64 MiB at 0x78000000" in result.message
+
+
+def test_alloc_outside_the_area_or_misaligned_fails() -> None:
+    area = checks.DevArea("reserved", 0x7C000000, 64 << 20, 16384, 16320)
+    ok = "handle=1 phys=0x7c100000 size=1048576 order=4 latency_us=250"
+    assert checks.check_alloc_in_area(area, ok, 1 << 20, 4).status is Status.PASS
+    outside = "handle=1 phys=0x7bf00000 size=1048576 order=4 latency_us=250"
+    assert "got phys 0x7bf00000" in checks.check_alloc_in_area(area, outside, 1 << 20, 4).message
+    overhang = "handle=1 phys=0x7ff80000 size=1048576 order=0 latency_us=250"
+    assert checks.check_alloc_in_area(area, overhang, 1 << 20, 0).status is Status.FAIL
+    misaligned = "handle=1 phys=0x7c101000 size=1048576 order=4 latency_us=250"
+    assert "alignment to 0x10000" in checks.check_alloc_in_area(area, misaligned, 1 << 20, 4).message
+    dma = "handle=2 dma=0x7c200000 phys=0x7c200000 latency_us=300"
+    result = checks.check_alloc_in_area(area, dma, 1 << 20, 0)
+    assert result.status is Status.PASS and result.name == "cma-dev/dma-alloc-in-area"
+    assert checks.check_alloc_in_area(area, "alloc reserved 1048576 order=4: ENOMEM", 1 << 20, 4).status \
+        is Status.FAIL
+
+
+def test_leak_and_required_subtests() -> None:
+    before = {"reserved.used": "64", "reserved.alloc_pages_success": "10"}
+    assert checks.check_counters_restored("dma", before, dict(before)).status is Status.PASS
+    leaked = checks.check_counters_restored("dma", before, {**before, "reserved.used": "320"})
+    assert leaked.status is Status.FAIL and "reserved: used 64 -> 320 pages" in leaked.message
+    results, _ = checks.ktap_checks("cma-test", SUITE_KTAP, 1)
+    req = checks.check_required_tests(results, ["cma-test/migrate/cma-occupied-by-movable-pages"])
+    assert req.status is Status.PASS
+    req = checks.check_required_tests(results, ["cma-test/migrate/alloc-whole-area", "cma-test/dma",
+                                                "cma-test/migrate/never-ran"])
+    assert req.status is Status.FAIL
+    assert "alloc-whole-area (fail)" in req.message and "cma-test/dma (skip)" in req.message
+    assert "never-ran (absent)" in req.message
+
+
+def test_dmabuf_heap_legacy_text_and_ktap() -> None:
+    legacy = """Testing heap: system
+=======================================
+  Testing allocation and importing:  (Could not open vgem - skipping):   OK
+  Testing alloced 4k buffers are zeroed:  OK
+Testing heap: reserved
+=======================================
+  Testing allocation and importing:  FAIL (Allocation Failed!)
+"""
+    results, _ = checks.dmabuf_heap_checks(legacy, 1)
+    by = {r.name: r.status for r in results}
+    assert by["selftests/dmabuf-heaps/system/allocation-and-importing"] is Status.PASS
+    assert by["selftests/dmabuf-heaps/system/alloced-4k-buffers-are-zeroed"] is Status.PASS
+    assert by["selftests/dmabuf-heaps/reserved/allocation-and-importing"] is Status.FAIL
+    ktap = "TAP version 13\n1..1\nok 1 dmabuf_heap_alloc_older\n"
+    results, _ = checks.dmabuf_heap_checks(ktap, 0)
+    assert [(r.name, r.status) for r in results] == [
+        ("selftests/dmabuf-heaps/dmabuf_heap_alloc_older", Status.PASS)]
