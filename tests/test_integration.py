@@ -61,6 +61,13 @@ def test_default_matrix_cell(vexpress: tuple[boards.Board, kbuild.KernelBuild, r
     assert {"boot", "cma-reservation", "cma-meminfo", "kernel-log-clean"} <= set(checks)
     if cell.expect.outcome == "reserved":
         assert cell.expect.size_mib is not None
+        # cma-dev and cma-test ran: the host's own cross-checks and the suites' proofs.
+        for name in ("cma-dev/load", "cma-dev/areas-match-boot-log", "cma-dev/alloc-in-area",
+                     "cma-dev/dma-alloc-in-area", "cma-test/required-subtests",
+                     "cma-test/migrate/cma-occupied-by-movable-pages", "cma-test/migrate.no-leak",
+                     "selftests/dmabuf-heaps/reserved/allocation-and-importing"):
+            assert checks[name][0] is Status.PASS, (name, checks.get(name))
+        assert int(result.properties["cma-test/migrate.latency_us.max"]) > 0
         assert result.properties["cma.reserved_mib"] == str(cell.expect.size_mib)
         assert int(result.properties["meminfo.CmaTotal_kB"]) == cell.expect.size_mib * 1024
         assert checks["cma-debugfs[reserved]"][0] is Status.PASS
