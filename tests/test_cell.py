@@ -1,0 +1,92 @@
+"""The cell's cma-dev step over a fake console: faults become failed testcases."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cell import _cma_dev, _Evidence
+from harness.checks import CmaBootReport, CmaExpectation, CmaReservation, Status
+from harness.console import CommandResult, ConsoleTimeout, GuestGone
+from harness.errors import BootError
+from harness.matrix import Cell
+
+AREAS = ("# abi=1 areas=1 max_align_order=8 page_size=4096\n"
+         "idx name base size total free\n0   reserved 0x007c000000 67108864 16384 16320\n")
+KTAP = "KTAP version 1\n1..1\nok 1 alloc-free\n"
+
+
+class FakeConsole:
+    """Answers commands from a table; a value that is an exception is raised."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+        self.ran: list[str] = []
+
+    def run(self, command: str, budget: object) -> CommandResult:
+        self.ran.append(command)
+        for prefix, answer in sorted(self.answers.items(), key=lambda kv: -len(kv[0])):
+            if command.startswith(prefix):
+                if isinstance(answer, BaseException):
+                    raise answer
+                out, status = answer if isinstance(answer, tuple) else (answer, 0)
+                return CommandResult(command, str(out), int(status), 0.01)
+        return CommandResult(command, "", 0, 0.01)
+
+
+REPORT = CmaBootReport(reserved=[CmaReservation(64, 0x7C000000)])
+CELL = Cell("vexpress-a9", "cma=64M", CmaExpectation("reserved", 64), suites=("alloc-free", "migrate"),
+            required=("cma-test/alloc-free",))
+GOOD = {"modprobe": "", "cma-test areas": AREAS,
+        "cma-test alloc": "handle=1 phys=0x7c100000 size=1048576 order=4 latency_us=9",
+        "cma-test dma-alloc": "handle=2 dma=0x7c200000 phys=0x7c200000 latency_us=9",
+        "cma-counters": "reserved.used=64\n", "cma-test suite": KTAP}
+
+
+def _names(ev: _Evidence) -> dict[str, Status]:
+    return {r.name: r.status for r in ev.dev_results}
+
+
+def test_all_good() -> None:
+    ev = _Evidence()
+    _cma_dev(FakeConsole(GOOD), CELL, REPORT, ev)  # type: ignore[arg-type]
+    names = _names(ev)
+    assert all(s is Status.PASS for s in names.values()), names
+    assert {"cma-dev/load", "cma-dev/alloc-in-area", "cma-test/alloc-free.no-leak",
+            "cma-test/migrate.no-leak", "cma-test/required-subtests"} <= set(names)
+
+
+def test_module_that_fails_to_load_is_a_failed_testcase() -> None:
+    ev = _Evidence()
+    console = FakeConsole({**GOOD, "modprobe": ("modprobe: can't load module cma-dev", 1)})
+    _cma_dev(console, CELL, REPORT, ev)  # type: ignore[arg-type]
+    assert [(r.name, r.status) for r in ev.dev_results] == [("cma-dev/load", Status.FAIL)]
+    assert "can't load module" in ev.dev_results[0].details
+    assert not any(c.startswith("cma-test suite") for c in console.ran)
+
+
+@pytest.mark.parametrize("fault", [ConsoleTimeout("no answer from the guest within 300s", "tail"),
+                                   GuestGone("the guest stopped (QEMU exited)", "Internal error: Oops")])
+def test_hung_or_killed_suite_is_a_failed_testcase_and_ends_the_cell(fault: BootError) -> None:
+    ev = _Evidence()
+    console = FakeConsole({**GOOD, "cma-test suite migrate": fault})
+    with pytest.raises(BootError):
+        _cma_dev(console, CELL, REPORT, ev)  # type: ignore[arg-type]
+    last = ev.dev_results[-1]
+    assert (last.name, last.status) == ("cma-test/migrate", Status.FAIL)
+    assert str(fault) in last.message and last.details == fault.excerpt
+    assert ev.suite_aborted and _names(ev)["cma-test/alloc-free"] is Status.PASS
+
+
+def test_leak_after_a_suite_is_caught() -> None:
+    ev = _Evidence()
+    counters = iter(["reserved.used=64\n", "reserved.used=320\n", "reserved.used=320\n",
+                     "reserved.used=320\n"])
+
+    class Leaky(FakeConsole):
+        def run(self, command: str, budget: object) -> CommandResult:
+            if command == "cma-counters":
+                return CommandResult(command, next(counters), 0, 0.01)
+            return super().run(command, budget)
+
+    _cma_dev(Leaky(GOOD), CELL, REPORT, ev)  # type: ignore[arg-type]
+    assert _names(ev)["cma-test/alloc-free.no-leak"] is Status.FAIL
