@@ -239,3 +239,18 @@ Testing heap: reserved
     results, _ = checks.dmabuf_heap_checks(ktap, 0)
     assert [(r.name, r.status) for r in results] == [
         ("selftests/dmabuf-heaps/dmabuf_heap_alloc_older", Status.PASS)]
+
+
+def test_real_suite_output_from_a_64m_boot() -> None:
+    _, records, user = _report("vexpress-a9-cma=64M-suites.log")
+    results, metrics = checks.ktap_checks("cma-test", user, 0)
+    by = {r.name: r.status for r in results}
+    for name in ("cma-test/migrate/cma-occupied-by-movable-pages", "cma-test/migrate/alloc-whole-area",
+                 "cma-test/exhaustion/area-restored", "cma-test/concurrency/no-lost-or-double-counted-pages",
+                 "cma-test/replay/03-churn.seq"):
+        assert by[name] is Status.PASS, name
+    assert not [n for n, s in by.items() if s is not Status.PASS]
+    assert int(metrics["cma-test/migrate.latency_us.n"]) == 1
+    areas = checks.parse_cma_test_areas(user)
+    report = checks.parse_cma_lines(records)
+    assert checks.check_dev_areas(report, areas).status is Status.PASS
