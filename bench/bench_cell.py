@@ -56,9 +56,8 @@ def main() -> int:
 
     board = boards.load_board(args.board)
     source = kbuild.resolve_source(kbuild.DEFAULT_SOURCE)
-    request = kbuild.BuildRequest(
-        source, parse_series(kbuild.PATCHES_DIR / "series", source.version),
-        board.defconfig, tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments), os.cpu_count() or 1)
+    series = parse_series(kbuild.PATCHES_DIR / "series", source.version)
+    request = kbuild.board_request(board.defconfig, board.fragments, source, series, os.cpu_count() or 1)
     kernel = kbuild.build_kernel(request, lambda msg: None)
     normal = rootfs.build_initramfs(kernel)
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,13 +82,11 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
     for name, board in loaded.items():
         key = (board.defconfig, board.fragments)
         if key not in built:
-            fragments = tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments)
-            for frag in fragments:
-                if not frag.is_file():
-                    raise InputError(f"boards/{name}.toml: fragment {frag.name} not found in "
-                                     f"{kbuild.FRAGMENTS_DIR}")
-            request = kbuild.BuildRequest(source, series, board.defconfig, fragments,
-                                          args.build_jobs)
+            try:
+                request = kbuild.board_request(board.defconfig, board.fragments, source, series,
+                                               args.build_jobs)
+            except InputError as exc:
+                raise InputError(f"boards/{name}.toml: {exc}") from exc
             rep.step(f"kernel for {name}: {board.defconfig} + {', '.join(board.fragments)}, "
                      f"{len(series.patches)} patch(es) from {args.series}")
             kernel = kbuild.build_kernel(request, rep)

@@ -106,6 +106,20 @@ class KernelBuild:
         return path
 
 
+def board_request(defconfig: str, fragment_names: tuple[str, ...], source: KernelSource,
+                  series: Series, jobs: int) -> BuildRequest:
+    """A :class:`BuildRequest` for a board's defconfig and fragments (names in ``FRAGMENTS_DIR``).
+
+    Raises:
+        InputError: a fragment file does not exist.
+    """
+    fragments = tuple(FRAGMENTS_DIR / f for f in fragment_names)
+    for frag in fragments:
+        if not frag.is_file():
+            raise InputError(f"fragment {frag.name} not found in {FRAGMENTS_DIR}")
+    return BuildRequest(source, series, defconfig, fragments, jobs)
+
+
 def check_host_tools() -> str:
     """Verify the cross toolchain and host tools exist; return the toolchain version line.
 

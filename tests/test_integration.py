@@ -34,9 +34,8 @@ CLI = [sys.executable, "-m", "harness.cli"]
 def vexpress() -> tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs]:
     board = boards.load_board("vexpress-a9")
     source = kbuild.resolve_source(kbuild.DEFAULT_SOURCE)
-    request = kbuild.BuildRequest(
-        source, parse_series(kbuild.PATCHES_DIR / "series", source.version),
-        board.defconfig, tuple(kbuild.FRAGMENTS_DIR / f for f in board.fragments), os.cpu_count() or 1)
+    series = parse_series(kbuild.PATCHES_DIR / "series", source.version)
+    request = kbuild.board_request(board.defconfig, board.fragments, source, series, os.cpu_count() or 1)
     kernel = kbuild.build_kernel(request, lambda msg: None)
     return board, kernel, rootfs.build_initramfs(kernel)
 
