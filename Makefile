@@ -17,10 +17,13 @@ lint: deps
 unit: deps
 	@$(PY) -m pytest -q -m "not integration"
 
-# The kernel is built (or found in the cache) first, with progress on the terminal;
-# the integration tests then reuse it.
+# Both base kernels are built (or found in the cache) first, with progress on the
+# terminal; the integration tests then reuse them.
+KERNEL_612 := /usr/src/linux-source-6.12.tar.xz
+
 test: lint
 	@$(VENV)/bin/cma-harness build
+	@$(VENV)/bin/cma-harness build --kernel-src $(KERNEL_612)
 	@$(PY) -m pytest -q
 
 bench: deps

@@ -137,6 +137,22 @@ def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:
     assert (run_dirs[0] / "logs" / "vexpress-a9_cma=64M.log").is_file()
 
 
+def test_second_base_kernel_6_12_end_to_end(tmp_path: Path) -> None:
+    """The same series (6.12/ copies of 0002 and 0003) on Debian's linux-source-6.12."""
+    proc = subprocess.run([*CLI, "run", "--kernel-src", "/usr/src/linux-source-6.12.tar.xz",
+                           "--cmdline", "cma=64M", "-o", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    suite = next(iter(JUnitXml.fromfile(str(tmp_path / "latest" / "junit.xml"))))
+    props = {p.name: p.value for p in suite.properties()}
+    assert props["kernel.release"].startswith("6.12.")
+    cases = {c.name: c for c in suite}
+    for name in ("cma-reservation", "cma-dev/alloc-in-area", "cma-test/migrate/alloc-whole-area",
+                 "cma-test/required-subtests", "kernel-log-clean"):
+        assert cases[name].is_passed, name
+    assert any(n.startswith("selftests/dmabuf-heaps/") for n in cases)
+
+
 def _bad(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*CLI, *args, "-o", str(tmp_path / "res")] if args[0] == "run" else
                           [*CLI, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
