@@ -254,3 +254,12 @@ def test_real_suite_output_from_a_64m_boot() -> None:
     areas = checks.parse_cma_test_areas(user)
     report = checks.parse_cma_lines(records)
     assert checks.check_dev_areas(report, areas).status is Status.PASS
+
+
+def test_real_6_12_boot_prints_the_node() -> None:
+    report, records, user = _report("linux-6.12-vexpress-a9-cma=64M.log")
+    assert any("cma: Reserved 64 MiB at 0x7c000000 on node -1" in r for r in records)
+    assert report.reserved == [CmaReservation(64, 0x7C000000)]
+    assert checks.check_cma_reservation(CmaExpectation("reserved", 64), report).status is Status.PASS
+    assert checks.check_meminfo(report, checks.parse_meminfo(user)).status is Status.PASS
+    assert checks.check_kernel_log(records).status is Status.PASS
