@@ -110,6 +110,35 @@ def _spec(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _populate(root: Path, kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
+              extra: dict[str, Path]) -> None:
+    """Lay out the guest's files under ``root``: busybox, /init, modules, programs, extras."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    shutil.copy2(rootfs_dir / "init", root / "init")
+    (root / "init").chmod(0o755)
+    if (kernel.modules / "lib").is_dir():
+        shutil.copytree(kernel.modules / "lib", root / "lib", symlinks=True)
+        for name in ("build", "source"):  # links into the host's build tree
+            for link in (root / "lib" / "modules").glob(f"*/{name}"):
+                link.unlink()
+    for prog in guest_programs(rootfs_dir):
+        (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+        compile_program(sorted(prog.glob("*.c")), kernel, root / "usr" / "bin" / prog.name)
+        for sub in sorted(d for d in prog.iterdir() if d.is_dir()):
+            shutil.copytree(sub, root / "usr" / "share" / prog.name / sub.name)
+    for name, source in SELFTESTS.items():
+        if (kernel.tree / source).is_file():
+            (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+            compile_program([kernel.tree / source], kernel, root / "usr" / "bin" / name, strict=False)
+    if (rootfs_dir / "bin").is_dir():
+        shutil.copytree(rootfs_dir / "bin", root / "usr" / "bin", dirs_exist_ok=True)
+    for guest_path, host_path in extra.items():
+        dest = root / guest_path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(host_path, dest)
+
+
 def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
                     extra: dict[str, Path] | None = None) -> Initramfs:
     """Build (or reuse from cache) the initramfs for ``kernel``.
@@ -134,30 +163,7 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
     try:
         root = work / "root"
-        (root / "bin").mkdir(parents=True)
-        shutil.copy2(busybox, root / "bin" / "busybox")
-        shutil.copy2(rootfs_dir / "init", root / "init")
-        (root / "init").chmod(0o755)
-        if (kernel.modules / "lib").is_dir():
-            shutil.copytree(kernel.modules / "lib", root / "lib", symlinks=True)
-            for name in ("build", "source"):  # links into the host's build tree
-                for link in (root / "lib" / "modules").glob(f"*/{name}"):
-                    link.unlink()
-        for prog in guest_programs(rootfs_dir):
-            (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-            compile_program(sorted(prog.glob("*.c")), kernel, root / "usr" / "bin" / prog.name)
-            for sub in sorted(d for d in prog.iterdir() if d.is_dir()):
-                shutil.copytree(sub, root / "usr" / "share" / prog.name / sub.name)
-        for name, source in SELFTESTS.items():
-            if (kernel.tree / source).is_file():
-                (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-                compile_program([kernel.tree / source], kernel, root / "usr" / "bin" / name, strict=False)
-        if (rootfs_dir / "bin").is_dir():
-            shutil.copytree(rootfs_dir / "bin", root / "usr" / "bin", dirs_exist_ok=True)
-        for guest_path, host_path in extra.items():
-            dest = root / guest_path.lstrip("/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(host_path, dest)
+        _populate(root, kernel, busybox, rootfs_dir, extra)
         (work / "spec").write_text(_spec(root))
         cpio = subprocess.run(
             [str(kernel.gen_init_cpio), str(work / "spec")], capture_output=True, check=False
