@@ -24,7 +24,7 @@ from harness.kbuild import CROSS_COMPILE, KernelBuild
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOTFS_DIR = REPO_ROOT / "rootfs"
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 # The kernel's own test programs, cross-built from the patched tree: guest name -> source.
 SELFTESTS = {"dmabuf-heap": "tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c"}
 _DIRS = ("/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/share", "/proc", "/sys",
