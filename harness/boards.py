@@ -1,7 +1,9 @@
 """Boards as data: ``boards/<name>.toml`` loaded into a frozen :class:`Board`.
 
 Code never names a board; everything a board needs (QEMU machine and flags, the
-kernel's defconfig, fragments and dtb, the console) comes from its file.
+RAM map and where QEMU's loader puts the initrd and dtb, the kernel's
+defconfig, fragments and dtb, the console) comes from its file.  Adding a
+board is adding a file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ class MemoryBank:
 
 
 @dataclass(frozen=True)
+class Loader:
+    """Where QEMU's ARM loader (hw/arm/boot.c) puts the boot files, as offsets from RAM base.
+
+    Attributes:
+        initrd_offset: bytes from the start of RAM to the initrd; QEMU uses
+            ``min(ram_size / 2, 128 MiB)``, so 128 MiB on every board here.
+        dtb_align: the dtb goes right after the initrd, rounded up to this
+            many bytes (4 KiB for 32-bit guests).
+    """
+
+    initrd_offset: int = 128 << 20
+    dtb_align: int = 4096
+
+
+@dataclass(frozen=True)
 class Board:
     """One emulated board.
 
@@ -34,9 +51,14 @@ class Board:
         machine: QEMU ``-M`` value.
         cpu: QEMU ``-cpu`` value, or ``""`` for the machine default.
         smp: number of CPUs (``-smp``).
-        memory_mib: guest RAM passed with ``-m``, in MiB.
-        ram: the RAM map, physical addresses in bytes.
-        dtb: file name of the board's dtb as built by ``make dtbs``.
+        memory_mib: guest RAM in MiB, passed with ``-m`` unless ``memory_fixed``.
+        max_memory_mib: the most RAM QEMU's machine model allows, in MiB.
+        memory_fixed: QEMU ignores ``-m`` for this machine (it is not passed).
+        ram: the RAM map, physical addresses in bytes; its banks add up to
+            ``memory_mib``.
+        loader: where QEMU puts the initrd and dtb.
+        dtb: file name of the board's dtb as built by ``make dtbs``, or ``""``
+            when QEMU generates the device tree itself (``virt``).
         defconfig: the kernel defconfig target, e.g. ``vexpress_defconfig``.
         fragments: Kconfig fragment file names in ``kernel-patches/fragments``.
         console: the serial console device, e.g. ``ttyAMA0``.
@@ -49,7 +71,10 @@ class Board:
     cpu: str
     smp: int
     memory_mib: int
+    max_memory_mib: int
+    memory_fixed: bool
     ram: tuple[MemoryBank, ...]
+    loader: Loader
     dtb: str
     defconfig: str
     fragments: tuple[str, ...]
@@ -63,7 +88,7 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in table:
         raise InputError(f"{where}: missing key '{key}'")
     value = table[key]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
         raise InputError(f"{where}: key '{key}' must be a {kind.__name__}, got {value!r}")
     return value
 
@@ -94,14 +119,32 @@ def parse_board(name: str, data: dict[str, Any], where: str) -> Board:
         banks.append(MemoryBank(_get(bank, "base", int, bwhere), _get(bank, "size", int, bwhere)))
     if not banks:
         raise InputError(f"{where} [memory]: 'banks' is empty")
+    memory_mib = _get(qemu, "memory_mib", int, f"{where} [qemu]")
+    max_mib = _get(memory, "max_mib", int, f"{where} [memory]")
+    if sum(b.size for b in banks) != memory_mib << 20:
+        raise InputError(f"{where} [memory]: 'banks' add up to {sum(b.size for b in banks) >> 20} MiB "
+                         f"but [qemu] memory_mib is {memory_mib}")
+    if not 0 < memory_mib <= max_mib:
+        raise InputError(f"{where} [qemu]: memory_mib {memory_mib} is outside 1..{max_mib} "
+                         "([memory] max_mib)")
+    loader_raw = data.get("loader", {})
+    if not isinstance(loader_raw, dict):
+        raise InputError(f"{where}: [loader] must be a table")
+    unknown = set(loader_raw) - {"initrd_offset", "dtb_align"}
+    if unknown:
+        raise InputError(f"{where} [loader]: unknown key(s) {', '.join(sorted(unknown))}")
+    loader = Loader(**{k: _get(loader_raw, k, int, f"{where} [loader]") for k in loader_raw})
     return Board(
         name=name,
         machine=_get(qemu, "machine", str, f"{where} [qemu]"),
         cpu=qemu.get("cpu", ""),
         smp=_get(qemu, "smp", int, f"{where} [qemu]"),
-        memory_mib=_get(qemu, "memory_mib", int, f"{where} [qemu]"),
+        memory_mib=memory_mib,
+        max_memory_mib=max_mib,
+        memory_fixed=_get(memory, "fixed", bool, f"{where} [memory]") if "fixed" in memory else False,
         qemu_args=_str_tuple(qemu, "extra_args", f"{where} [qemu]") if "extra_args" in qemu else (),
         ram=tuple(banks),
+        loader=loader,
         dtb=_get(kernel, "dtb", str, f"{where} [kernel]"),
         defconfig=_get(kernel, "defconfig", str, f"{where} [kernel]"),
         fragments=_str_tuple(kernel, "fragments", f"{where} [kernel]"),

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import pexpect
 
-from harness import checks
+from harness import checks, oracle
 from harness.checks import CheckResult, Status
 from harness.console import Budget, Console
 from harness.errors import BootError
@@ -31,6 +33,7 @@ POWEROFF_SECONDS = 10.0
 DEBUGFS_PAGES = 64  # 256 KiB with 4 KiB pages: small enough for every area
 PROBE_ALLOC_BYTES = 1 << 20  # cma-dev allocations the host checks against the boot log
 PROBE_ALLOC_ORDER = 4
+_AREA_NAME = re.compile(r"[A-Za-z0-9@._-]+")  # names from cma_init_reserved_mem(): DT node names
 
 
 @dataclass
@@ -64,15 +67,38 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, include/uapi/linux/prctl.h
 
 
+_live: set[pexpect.spawn[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+def kill_all_guests() -> int:
+    """Kill every QEMU started by :func:`running_qemu` that is still running.
+
+    For Ctrl-C while cells run in worker threads: the threads' own cleanup only
+    runs once their blocking read returns, which killing QEMU makes immediate.
+    Returns the number of guests killed.
+    """
+    with _live_lock:
+        children = list(_live)
+    for child in children:
+        if child.isalive():
+            child.kill(signal.SIGKILL)
+    return len(children)
+
+
 @contextlib.contextmanager
 def running_qemu(argv: list[str]) -> Iterator[pexpect.spawn[bytes]]:
     """Start QEMU under a pty; on leaving (normally, on error or Ctrl-C) kill it."""
     # encoding=None: a bytes child (the stubs cannot infer it).
     child = cast("pexpect.spawn[bytes]", pexpect.spawn(
         argv[0], argv[1:], timeout=None, preexec_fn=_die_with_parent, encoding=None))
+    with _live_lock:
+        _live.add(child)
     try:
         yield child
     finally:
+        with _live_lock:
+            _live.discard(child)
         if child.isalive():
             child.terminate(force=True)
         child.close(force=True)
@@ -95,25 +121,45 @@ class _Evidence:
     suite_aborted: bool = False
 
 
-def _suite(console: Console, suite: str) -> tuple[list[CheckResult], dict[str, str]]:
+def _suite(console: Console, suite: str, area: str = "") -> tuple[list[CheckResult], dict[str, str]]:
     """Run one suite with the CMA counters read before and after.
+
+    ``area`` names a CMA area other than the default one (``CMA_TEST_AREA``);
+    its testcases are then named ``cma-test@<area>/<suite>/...``.
 
     Raises:
         BootError: the guest hung or died; the caller records it and ends the cell.
     """
+    prefix = f"cma-test@{area}" if area else "cma-test"
     before = checks.parse_key_values(console.run("cma-counters", Budget(COMMAND_SECONDS)).output)
     if suite == "dmabuf-heaps":
         out = console.run("dmabuf-heap", Budget(SUITE_SECONDS))
         results, metrics = checks.dmabuf_heap_checks(out.output, out.status)
     else:
-        out = console.run(f"cma-test suite {suite}", Budget(SUITE_SECONDS))
-        results, metrics = checks.ktap_checks("cma-test", out.output, out.status)
+        env = f"CMA_TEST_AREA={area} " if area else ""
+        out = console.run(f"{env}cma-test suite {suite}", Budget(SUITE_SECONDS))
+        results, metrics = checks.ktap_checks(prefix, out.output, out.status)
     after = checks.parse_key_values(console.run("cma-counters", Budget(COMMAND_SECONDS)).output)
-    results.append(checks.check_counters_restored(suite, before, after))
-    props = {**metrics, f"cma-test/{suite}.seconds": f"{out.duration:.3f}"}
-    props.update({f"cma-test/{suite}.before.{k}": v for k, v in before.items()})
-    props.update({f"cma-test/{suite}.after.{k}": v for k, v in after.items()})
+    results.append(checks.check_counters_restored(f"{prefix}/{suite}", before, after))
+    props = {**metrics, f"{prefix}/{suite}.seconds": f"{out.duration:.3f}"}
+    props.update({f"{prefix}/{suite}.before.{k}": v for k, v in before.items()})
+    props.update({f"{prefix}/{suite}.after.{k}": v for k, v in after.items()})
     return results, props
+
+
+def _run_suites(console: Console, suites: tuple[str, ...], area: str, ev: _Evidence) -> None:
+    """Run ``suites`` on ``area`` ("" = the default area); a hung or dead guest ends the cell."""
+    for suite in suites:
+        try:
+            suite_results, suite_props = _suite(console, suite, area)
+        except BootError as exc:
+            name = f"cma-test@{area}/{suite}" if area else f"cma-test/{suite}"
+            ev.dev_results.append(CheckResult(name, Status.FAIL, f"the suite did not finish: {exc}",
+                                              exc.excerpt))
+            ev.suite_aborted = True
+            raise
+        ev.dev_results.extend(suite_results)
+        ev.props.update(suite_props)
 
 
 def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evidence) -> None:
@@ -123,7 +169,7 @@ def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Ev
     testcase carrying the console excerpt; then BootError is re-raised so the
     cell ends (the next cell boots afresh).
     """
-    results, props = ev.dev_results, ev.props
+    results = ev.dev_results
     load = console.run("modprobe cma-dev", Budget(COMMAND_SECONDS))
     if load.status != 0:
         results.append(CheckResult("cma-dev/load", Status.FAIL,
@@ -133,24 +179,27 @@ def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Ev
     areas = checks.parse_cma_test_areas(console.run("cma-test areas", Budget(COMMAND_SECONDS)).output)
     results.append(checks.check_dev_areas(report, areas))
     default = next((a for a in areas if a.name == "reserved"), None)
+    run_default_suites = default is not None and bool(cell.suites)
     if default is not None:
         for cmd, order in ((f"cma-test alloc reserved {PROBE_ALLOC_BYTES} {PROBE_ALLOC_ORDER}",
                             PROBE_ALLOC_ORDER), (f"cma-test dma-alloc {PROBE_ALLOC_BYTES}", 0)):
             out = console.run(cmd, Budget(COMMAND_SECONDS)).output
             results.append(checks.check_alloc_in_area(default, out, PROBE_ALLOC_BYTES, order))
     first = len(results)
-    for suite in cell.suites:
-        try:
-            suite_results, suite_props = _suite(console, suite)
-        except BootError as exc:
-            results.append(CheckResult(f"cma-test/{suite}", Status.FAIL,
-                                       f"the suite did not finish: {exc}", exc.excerpt))
-            ev.suite_aborted = True
-            raise
-        results += suite_results
-        props.update(suite_props)
-    if cell.required:
-        results.append(checks.check_required_tests(results[first:], cell.required))
+    if run_default_suites:
+        _run_suites(console, cell.suites, "", ev)
+    for area in areas if cell.area_suites else []:
+        if area.name == "reserved":
+            continue
+        if not _AREA_NAME.fullmatch(area.name):
+            results.append(CheckResult(f"cma-test@{area.name}", Status.ERROR,
+                                       "area name unfit for a shell command; suites not run"))
+            continue
+        _run_suites(console, cell.area_suites, area.name, ev)
+    # A required subtest counts where its suite ran ("cma-test/<suite>/<test>").
+    required = [r for r in cell.required if r.split("/")[1:2] and r.split("/")[1] in cell.suites]
+    if run_default_suites and required:
+        results.append(checks.check_required_tests(results[first:], required))
 
 
 def _drive(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evidence) -> None:
@@ -189,8 +238,32 @@ def _evaluate(report: checks.CmaBootReport, ev: _Evidence, records: list[str]) -
     return results
 
 
-def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
+ReservationCheck = Callable[[checks.CmaBootReport, list[str]], CheckResult]
+"""Judges the default CMA area's reservation from the boot: (parsed ``cma:`` lines, kernel records)."""
+
+
+def oracle_expectation(prediction: oracle.Prediction) -> ReservationCheck:
+    """The ``cma-reservation`` check against the cma= oracle's ``prediction``.
+
+    Fails (printing prediction and the kernel's ``cma:`` lines) when the boot
+    log disagrees: outcome, size, base or range, DT CMA pools, or the order of
+    the predicted ``cma:`` messages (:func:`harness.oracle.check_against_oracle`).
+    """
+    def check(report: checks.CmaBootReport, records: list[str]) -> CheckResult:
+        ok, message = oracle.check_against_oracle(prediction, "\n".join(records))
+        if ok:
+            return CheckResult("cma-reservation", Status.PASS, message)
+        first, _, rest = message.partition("\n")
+        return CheckResult("cma-reservation", Status.FAIL, first, rest)
+    return check
+
+
+def run_cell(cell: Cell, spec: BootSpec, log_path: Path,
+             expectation: ReservationCheck | None = None) -> CellResult:
     """Boot ``spec`` and check ``cell``'s expectation; never raises for guest trouble.
+
+    ``expectation`` judges the ``cma-reservation`` check (the cma= oracle's
+    prediction); without it the cell's hand-written ``expect`` is used.
 
     A guest that does not boot, dies or stops answering makes the affected
     checks ``ERROR`` (or, inside a suite, ``FAIL``) with the console excerpt
@@ -207,7 +280,13 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path) -> CellResult:
             return CellResult(cell, results, log_path, time.monotonic() - start)
         results = [CheckResult("boot", Status.PASS, f"shell after {boot_seconds:.2f}s", seconds=boot_seconds)]
         report = checks.parse_cma_lines(console.transcript.records)
-        results.append(checks.check_cma_reservation(cell.expect, report))
+        if expectation is not None:
+            results.append(expectation(report, console.transcript.records))
+        elif cell.expect is not None:
+            results.append(checks.check_cma_reservation(cell.expect, report))
+        else:
+            results.append(CheckResult("cma-reservation", Status.ERROR,
+                                       "the cell has no expectation (neither oracle nor 'expect')"))
         ev = _Evidence()
         try:
             _drive(console, cell, report, ev)

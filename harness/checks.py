@@ -350,8 +350,12 @@ def check_alloc_in_area(area: DevArea, output: str, size: int, order: int,
 
 
 def check_counters_restored(suite: str, before: dict[str, str], after: dict[str, str]) -> CheckResult:
-    """After a suite, every area's debugfs ``used`` is back where it started (nothing leaked)."""
-    name = f"cma-test/{suite}.no-leak"
+    """After a suite, every area's debugfs ``used`` is back where it started (nothing leaked).
+
+    ``suite`` is the suite's testcase path, e.g. ``cma-test/alloc-free``; the
+    check is named ``<suite>.no-leak``.
+    """
+    name = f"{suite}.no-leak"
     leaks = [f"{key[:-5]}: used {before[key]} -> {after.get(key, '?')} pages"
              for key in sorted(before) if key.endswith(".used") and after.get(key) != before[key]]
     if not any(k.endswith(".used") for k in before):

@@ -1,24 +1,30 @@
-"""``cma-harness``: build, run, boot.
+"""``cma-harness``: build, run, boot, compare, merge.
 
-Exit status: 0 every cell met its expectation; 1 a check failed; 2 bad input or
-an environment problem (one ``error:`` line names it); 130 interrupted.
+Exit status: 0 every cell met its expectation (``compare``: no regression);
+1 a check failed (``compare``: a testcase regressed — new failures, metric
+changes and flaky cells do not count); 2 bad input or an environment problem
+(one ``error:`` line names it); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from rich.console import Console as RichConsole
+from rich.table import Table
 
-from harness import boards, kbuild, matrix, qemu, results, rootfs
-from harness.cell import CellResult, run_cell
+from harness import boards, compare, kbuild, matrix, oracle, qemu, report, results, rootfs, runner
+from harness.cell import CellResult, ReservationCheck, oracle_expectation, run_cell
+from harness.checks import CheckResult, Status
 from harness.cmdline import validate_cmdline
 from harness.errors import HarnessError, InputError, PatchError
 from harness.progress import Reporter
@@ -32,11 +38,34 @@ err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
 
 @dataclass(frozen=True)
 class Prepared:
-    """A board with its kernel and initramfs ready to boot."""
+    """A board with its kernel and initramfs ready to boot, and the oracle's view of its boot."""
 
     board: boards.Board
     kernel: kbuild.KernelBuild
     initramfs: rootfs.Initramfs
+    boot: oracle.CmaBoot
+
+
+def _oracle_boot(board: boards.Board, kernel: kbuild.KernelBuild,
+                 initramfs: rootfs.Initramfs) -> oracle.CmaBoot:
+    """What the cma= oracle needs to know of ``board`` booting ``kernel`` (RAM, image, initrd, dtb)."""
+    with tempfile.TemporaryDirectory(prefix="cma-harness-dtb-") as tmp:
+        dtb = kernel.dtb(board.dtb) if board.dtb else qemu.dump_dtb(board, Path(tmp) / "qemu.dtb")
+        return oracle.boot_from_files(
+            ram=board.ram, release=kernel.release, config=kernel.directory / "config",
+            system_map=kernel.directory / "System.map", dtb=dtb, initrd=initramfs.path,
+            zimage=kernel.zimage, dtb_total_size=None if board.dtb else dtb.stat().st_size)
+
+
+def expect_for(cell: matrix.Cell, ready: Prepared, full_cmdline: str) -> ReservationCheck | None:
+    """The cell's ``cma-reservation`` judge: the oracle's, unless the matrix wrote ``expect``."""
+    if cell.expect is not None:
+        return None
+    try:
+        return oracle_expectation(oracle.predict(full_cmdline, ready.boot))
+    except InputError as exc:
+        message = f"the cma= oracle cannot predict this cell: {exc}"
+        return lambda report, records: CheckResult("cma-reservation", Status.ERROR, message)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -62,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cmdline", help="run only the cells with exactly this cmdline")
     r.add_argument("-o", "--results", type=Path, default=Path("results"),
                    help="results root directory (default: %(default)s)")
+    r.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="run up to N guests at once (default: CPU count, %(default)s)")
+    r.add_argument("--list", action="store_true",
+                   help="print the cells the matrix expands to, and run nothing")
+    c = sub.add_parser("compare", help="what changed between two runs (JUnit, Markdown, HTML report)")
+    c.add_argument("base", type=Path, help="baseline: a results directory or a junit.xml")
+    c.add_argument("new", type=Path, help="the run to judge: a results directory or a junit.xml")
+    c.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
+                   help="relative change of a metric worth reporting (default: %(default)s)")
+    c.add_argument("--metric", action="append", metavar="PATTERN[=FLOOR]",
+                   help="numeric property to compare (glob; repeatable; default: latency "
+                        "medians, alloc_pages_fail, boot.seconds, cma.reserved_mib)")
+    c.add_argument("-o", "--out-dir", type=Path,
+                   help="where to write compare.{xml,md,html} (default: NEW/compare for a "
+                        "directory, else ./compare)")
+    mg = sub.add_parser("merge", help="combine JUnit files of several runs or hosts into one")
+    mg.add_argument("inputs", type=Path, nargs="+", help="results directories or junit.xml files")
+    mg.add_argument("-o", "--output", type=Path, required=True, help="merged junit.xml to write")
     o = sub.add_parser("boot", help="boot one board interactively (Ctrl-A x quits)")
     _common(o)
     o.add_argument("--board", default="vexpress-a9")
@@ -95,8 +142,9 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
             rep.step(f"initramfs ready ({initramfs.path})")
             built[key] = (kernel, initramfs)
         kernel, initramfs = built[key]
-        kernel.dtb(board.dtb)  # fail early on a board whose dtb this kernel lacks
-        prepared[name] = Prepared(board, kernel, initramfs)
+        if board.dtb:
+            kernel.dtb(board.dtb)  # fail early on a board whose dtb this kernel lacks
+        prepared[name] = Prepared(board, kernel, initramfs, _oracle_boot(board, kernel, initramfs))
     return prepared
 
 
@@ -108,8 +156,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _spec(ready: Prepared, cmdline: str, interactive: bool = False) -> qemu.BootSpec:
-    return qemu.BootSpec(ready.board, ready.kernel.zimage, ready.kernel.dtb(ready.board.dtb),
+    dtb = ready.kernel.dtb(ready.board.dtb) if ready.board.dtb else None
+    return qemu.BootSpec(ready.board, ready.kernel.zimage, dtb,
                          ready.initramfs.path, qemu.kernel_cmdline(ready.board, cmdline, interactive))
+
+
+def _list_cells(mat: matrix.Matrix, cells: list[matrix.Cell]) -> int:
+    """``run --list``: the expanded matrix, one row per cell; nothing is built or run."""
+    table = Table(title=f"matrix {mat.name} ({mat.path}): {len(cells)} cell(s)")
+    for col in ("cell", "expectation", "suites (default area | other areas)", "mark"):
+        table.add_column(col, overflow="fold")
+    for c in cells:
+        mark = f"skip: {c.skip}" if c.skip else f"xfail: {c.xfail}" if c.xfail else ""
+        suites = ",".join(c.suites) or "-"
+        if c.area_suites:
+            suites += " | " + ",".join(c.area_suites)
+        table.add_row(c.name, c.expect.describe() if c.expect else "oracle", suites, mark)
+    out.print(table)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,25 +183,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.cmdline is not None:
         validate_cmdline(args.cmdline)
     cells = matrix.filter_cells(mat, args.board, args.cmdline)
+    for name in dict.fromkeys(c.board for c in cells):
+        boards.load_board(name)  # a broken board file is refused before anything runs
+    if args.list:
+        return _list_cells(mat, cells)
+    if args.jobs < 1:
+        raise InputError("-j/--jobs must be at least 1")
     qemu_version = qemu.qemu_version()
     with Reporter(out) as rep:
         prepared = _prepare([c.board for c in cells], args, rep)
     run_dir = results.ResultsDir(args.results)
-    done: list[CellResult] = []
-    cmdlines: dict[str, str] = {}
+    provenance = {name: results.Provenance(p.kernel.release, p.kernel.source, p.kernel.series_hash,
+                                           p.kernel.config_hash, p.kernel.toolchain, qemu_version)
+                  for name, p in prepared.items()}
     try:
-        for i, cell in enumerate(cells, 1):
+        jobs, cmdlines = [], {}
+        for cell in cells:
             spec = _spec(prepared[cell.board], cell.cmdline)
             cmdlines[cell.name] = spec.cmdline
-            result = run_cell(cell, spec, run_dir.log_path(cell.slug))
-            done.append(result)
-            out.print(f"[{i}/{len(cells)}] {cell.name}: {result.status.value.upper()} "
-                      f"({result.seconds:.1f}s)")
-        first = prepared[cells[0].board].kernel
-        prov = results.Provenance(first.release, first.source, first.series_hash,
-                                  first.config_hash, first.toolchain, qemu_version)
-        xml = results.build_junit(done, prov, cmdlines, run_dir.timestamp)
-        final = run_dir.finish(xml, done)
+            expectation = expect_for(cell, prepared[cell.board], spec.cmdline)
+            jobs.append(runner.Job(cell, run_dir.log_path(cell.slug),
+                                   functools.partial(run_cell, cell, spec, expectation=expectation)))
+
+        def write(result: CellResult) -> None:
+            suite = results.cell_testsuite(result, provenance[result.cell.board],
+                                           cmdlines[result.cell.name], run_dir.timestamp)
+            run_dir.write_cell(result.cell.slug, suite)
+
+        parallel = min(args.jobs, len(jobs))
+        out.print(f"running {len(jobs)} cell(s) of matrix {mat.name}, {parallel} at a time")
+        done = runner.run_jobs(jobs, parallel, write, out)
+        final = run_dir.finish([c.slug for c in cells], done)
     except BaseException:
         run_dir.discard()
         raise
@@ -156,6 +232,23 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return subprocess.run(argv, check=False).returncode
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    comparison = compare.compare_paths(args.base, args.new, args.tolerance,
+                                       compare.rules_from_args(args.metric))
+    out_dir = args.out_dir or (args.new / "compare" if args.new.is_dir() else Path("compare"))
+    paths = report.write_reports(comparison, out_dir)
+    out.print(comparison.summary(), markup=False)
+    for kind, path in paths.items():
+        out.print(f"{kind}: {path}", markup=False)
+    return compare.exit_status(comparison)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    report.merge_paths(args.inputs, args.output)
+    out.print(f"merged {len(args.inputs)} file(s) into {args.output}", markup=False)
+    return 0
+
+
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -165,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        return {"build": cmd_build, "run": cmd_run, "boot": cmd_boot}[args.command](args)
+        commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
+                    "merge": cmd_merge}
+        return commands[args.command](args)
     except PatchError as exc:
         err.print(f"cma-harness: error: {exc}", markup=False)
         if exc.detail:

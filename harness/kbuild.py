@@ -2,16 +2,23 @@
 
 Everything is cached under ``cache_root()``, keyed by content:
 
-* ``trees/<tree-key>/``: the source with the series applied (tree key = source
-  identity + series digest);
-* ``kernels/<build-key>/``: the artifacts (build key = tree key + defconfig +
-  every fragment's content + toolchain version + recipe version).
+* ``trees/src-<source-key>/``: one unpacked tree per kernel source; the
+  series is switched in place, patch by patch (:func:`harness.series.switch_series`);
+* ``build/<config-key>/``: one ``O=`` build directory per source, defconfig,
+  fragments and toolchain, so a changed series rebuilds only what its
+  patches touch (make's own dependency tracking), as a developer's tree does;
+* ``kernels/<build-key>/``: the artifacts (build key = source + series digest +
+  defconfig + every fragment's content + toolchain version + recipe version).
 
-A build whose key already has complete artifacts returns at once.
+A build whose key already has complete artifacts returns at once.  A tree and
+its build directories are used under an exclusive lock (``trees/src-<key>.lock``)
+so concurrent runs with different series cannot mix them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -19,20 +26,20 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root, digest, file_digest, publish_dir
 from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
-from harness.series import Series, apply_series
+from harness.series import Series, TreeStateError, init_series_state, switch_series
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PATCHES_DIR = REPO_ROOT / "kernel-patches"
 FRAGMENTS_DIR = PATCHES_DIR / "fragments"
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 CROSS_COMPILE = "arm-linux-gnueabihf-"
-RECIPE_VERSION = "1"  # bump when the way artifacts are produced changes
+RECIPE_VERSION = "2"  # bump when the way artifacts are produced changes
 HOST_TOOLS = ("make", "patch", "tar", "flex", "bison", "bc", "perl", "dtc", "ccache")
 
 Progress = Callable[[str], None]
@@ -237,28 +244,47 @@ def _unpack(source: KernelSource, dest: Path) -> None:
                         ignore=shutil.ignore_patterns(".git"))
 
 
-def prepare_tree(source: KernelSource, series: Series, progress: Progress) -> Path:
-    """Return a cached source tree with ``series`` applied, creating it if needed.
+@contextlib.contextmanager
+def locked_tree(source: KernelSource) -> Iterator[Path]:
+    """Hold the exclusive lock on ``source``'s tree; yields the tree's path (may not exist yet)."""
+    trees = cache_root() / "trees"
+    trees.mkdir(parents=True, exist_ok=True)
+    key = digest([source.identity])[:16]
+    with (trees / f"src-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield trees / f"src-{key}"
+
+
+def prepare_tree(source: KernelSource, series: Series, tree: Path, progress: Progress) -> Path:
+    """Make ``tree`` (see :func:`locked_tree`) hold ``source`` with ``series`` applied.
+
+    Unpacks the source the first time; afterwards switches the applied series
+    incrementally.  A tree whose record is damaged is unpacked afresh.
 
     Raises:
-        PatchError: a patch does not apply (nothing is left in the cache).
+        PatchError: a patch does not apply (the tree keeps the patches before it).
         InputError: the source cannot be unpacked.
     """
-    key = digest([source.identity, series.digest])[:16]
-    tree = cache_root() / "trees" / key
     if (tree / ".cma-harness-complete").exists():
-        return tree
-    tree.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=tree.parent))
+        try:
+            undone, done = switch_series(series, tree)
+            if undone or done:
+                progress(f"series switched in {tree.name}: {undone} patch(es) reversed, {done} applied")
+            return tree
+        except TreeStateError as exc:
+            progress(f"{exc}: unpacking afresh")
+            shutil.rmtree(tree)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tree.name}-", dir=tree.parent))
     try:
         progress(f"unpacking {source.path}")
         _unpack(source, tmp / "src")
-        progress(f"applying {len(series.patches)} patch(es) from {series.path}")
-        apply_series(series, tmp / "src")
-        (tmp / "src" / ".cma-harness-complete").write_text(series.digest + "\n")
+        init_series_state(tmp / "src")
+        (tmp / "src" / ".cma-harness-complete").write_text(source.identity + "\n")
         publish_dir(tmp / "src", tree)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"applying {len(series.patches)} patch(es) from {series.path}")
+    switch_series(series, tree)
     return tree
 
 
@@ -388,11 +414,25 @@ def build_kernel(request: BuildRequest, progress: Progress) -> KernelBuild:
     found = cached_build(request, toolchain)
     if found:
         return found
+    with locked_tree(request.source) as tree:
+        return _build_locked(request, toolchain, tree, progress)
+
+
+def config_key(request: BuildRequest, toolchain: str) -> str:
+    """The ``O=`` build directory's key: everything but the series."""
+    frag_parts = [f"{f.name}\0{file_digest(f)}" for f in request.fragments]
+    return digest([request.source.identity, request.defconfig, *frag_parts, toolchain])[:16]
+
+
+def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: Progress) -> KernelBuild:
+    found = cached_build(request, toolchain)  # another run may have built it while we waited
+    if found:
+        return found
     key = build_key(request, toolchain)
-    tree = prepare_tree(request.source, request.series, progress)
+    prepare_tree(request.source, request.series, tree, progress)
     kernels = cache_root() / "kernels"
     kernels.mkdir(parents=True, exist_ok=True)
-    outdir = cache_root() / "build" / key[:16]
+    outdir = cache_root() / "build" / f"cfg-{config_key(request, toolchain)}"
     outdir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=kernels))
     log = staging / "build.log"
@@ -446,6 +486,7 @@ def _collect(outdir: Path, staging: Path) -> None:
     """Copy zImage, every dtb (flattened) and gen_init_cpio from ``outdir`` to ``staging``."""
     shutil.copy2(outdir / "arch/arm/boot/zImage", staging / "zImage")
     shutil.copy2(outdir / ".config", staging / "config")
+    shutil.copy2(outdir / "System.map", staging / "System.map")  # for the cma= oracle
     shutil.copy2(outdir / "usr/gen_init_cpio", staging / "gen_init_cpio")
     dtbs = staging / "dtbs"
     dtbs.mkdir()

@@ -1,31 +1,44 @@
 """Matrices as data: which boards boot with which kernel command lines, and what to expect.
 
-A matrix file (TOML)::
+A matrix file (TOML) crosses two axes, boards and kernel command lines::
 
     name = "default"
-    boards = ["vexpress-a9"]
+    boards = ["vexpress-a9", "smdkc210"]
+    cmdlines = ["", "cma=0", "cma=64M", "cma=64M@0x70000000"]
+    suites = ["alloc-free", "exhaustion"]
 
-    [[cells]]
-    cmdline = "cma=32M"
-    expect = { cma = "reserved", size_mib = 32 }
+    [[cells]]                       # settings for some cells, or extra cells
+    cmdline = "cma=lots"
+    boards = ["vexpress-a9"]        # narrows the boards axis for this entry
+    xfail = "early_cma() takes 'lots' as 0 (fixed by series patch 0001?)"
 
-Every cell runs on every board of ``boards`` (a cell may narrow that with its
-own ``boards`` list).  ``expect.cma`` is ``reserved``, ``failed`` or ``none``
-(see :class:`harness.checks.CmaExpectation`).
+Every ``cmdlines`` entry runs on every board.  A ``[[cells]]`` entry whose
+``cmdline`` is on the axis refines those cells (on its ``boards``); any other
+entry adds cells.  A cell's expectation of the default CMA area comes from the
+cma= oracle (:mod:`harness.oracle`), computed from the board and the built
+kernel at run time, unless the entry gives ``expect = { cma = "reserved",
+size_mib = 32 }`` by hand (``reserved``, ``failed`` or ``none``, see
+:class:`harness.checks.CmaExpectation`).
 
-``suites`` (top level, or per cell) names the cma-test suites to run in cells
-that expect a CMA area; ``required_subtests`` lists KTAP tests that must have
-run and passed there, so a suite that quietly skips its proof cannot pass.
+``xfail = "reason"`` marks a cell expected to fail: a failure is reported as
+skipped with the reason and does not fail the run, a pass is a failure
+("xpass": the xfail is stale).  ``skip = "reason"`` does not run the cell.
+
+``suites`` (top level, or per entry) names the cma-test suites to run in cells
+with a default CMA area; ``area_suites`` the suites run on every other CMA
+area (DT reserved-memory areas); ``required_subtests`` lists KTAP tests that
+must have run and passed, so a suite that quietly skips its proof cannot pass.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.boards import available_boards
 from harness.checks import CmaExpectation
 from harness.cmdline import validate_cmdline
 from harness.errors import InputError
@@ -35,22 +48,41 @@ _OUTCOMES = ("reserved", "failed", "none")
 # The suites of rootfs/cma-test (its suites[] table), plus the kernel's own
 # tools/testing/selftests/dmabuf-heaps run against the CMA heap.
 KNOWN_SUITES = ("alloc-free", "exhaustion", "migrate", "dma", "replay", "concurrency", "dmabuf-heaps")
+# Suites that take any named area (CMA_TEST_AREA); the others need the default one.
+AREA_SUITES = ("alloc-free", "exhaustion", "concurrency")
+_TOP_KEYS = {"name", "description", "boards", "cmdlines", "suites", "area_suites",
+             "required_subtests", "cells"}
+_CELL_KEYS = {"cmdline", "expect", "boards", "description", "suites", "xfail", "skip"}
 
 
 @dataclass(frozen=True)
 class Cell:
     """One matrix cell: a board booted with a command line, and its expectation.
 
-    ``cmdline`` is the cell's own part of the kernel command line (the board's
-    console arguments are added at boot).
+    Attributes:
+        board: board name (``boards/<board>.toml``).
+        cmdline: the cell's own part of the kernel command line (the board's
+            console arguments are added at boot).
+        expect: a hand-written expectation of the default CMA area, or None
+            to take the cma= oracle's prediction at run time.
+        description: free text for humans.
+        suites: cma-test suites for the default CMA area (run only when the
+            cell has one).
+        area_suites: suites run on each other CMA area (DT reserved-memory).
+        required: KTAP test paths that must have run and passed.
+        xfail: reason the cell is expected to fail, or "".
+        skip: reason the cell is not run, or "".
     """
 
     board: str
     cmdline: str
-    expect: CmaExpectation
+    expect: CmaExpectation | None = None
     description: str = ""
     suites: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    area_suites: tuple[str, ...] = ()
+    xfail: str = ""
+    skip: str = ""
 
     @property
     def name(self) -> str:
@@ -101,44 +133,93 @@ def _names(raw: Any, where: str, key: str, known: tuple[str, ...] | None = None)
     return tuple(raw)
 
 
-def parse_matrix(data: dict[str, Any], path: Path) -> Matrix:
-    """Expand a parsed matrix file into cells.
+def _reason(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str) or (key in raw and not value.strip()):
+        raise InputError(f"{where}: '{key}' must be a non-empty string (the reason)")
+    return value
+
+
+def _cmdline(raw: Any, where: str) -> str:
+    if not isinstance(raw, str):
+        raise InputError(f"{where}: 'cmdline' must be a string")
+    try:
+        return validate_cmdline(raw)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+
+
+def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...] | None = None) -> Matrix:
+    """Expand a parsed matrix file into cells (boards x cmdlines, refined by ``[[cells]]``).
+
+    ``known_boards``: board names that exist; a matrix naming another one is refused.
 
     Raises:
-        InputError: a missing or mistyped key (the message names the file and
-            key), an unsafe cmdline, or a matrix that expands to no cell.
+        InputError: a missing, unknown or mistyped key, an unknown board or
+            suite, an unsafe cmdline, a cell listed twice, or a matrix that
+            expands to no cell; the message names the file and the key.
     """
+    unknown_top = set(data) - _TOP_KEYS
+    if unknown_top:
+        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown_top))} "
+                         f"(known: {', '.join(sorted(_TOP_KEYS))})")
     boards = data.get("boards")
     if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
         raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
+    if known_boards is not None:
+        bad = [b for b in boards if b not in known_boards]
+        if bad:
+            raise InputError(f"{path}: 'boards': unknown board(s) {', '.join(bad)} "
+                             f"(known: {', '.join(known_boards)})")
     suites = _names(data.get("suites", []), str(path), "suites", KNOWN_SUITES)
+    area_suites = _names(data.get("area_suites", []), str(path), "area_suites", AREA_SUITES)
     required = _names(data.get("required_subtests", []), str(path), "required_subtests")
-    raw_cells = data.get("cells")
-    if not isinstance(raw_cells, list) or not raw_cells:
-        raise InputError(f"{path}: no [[cells]] defined")
-    cells = []
+    axis = [_cmdline(c, f"{path}: cmdlines[{i}]")
+            for i, c in enumerate(_names(data.get("cmdlines", []), str(path), "cmdlines"))]
+    if len(set(axis)) != len(axis):
+        dup = next(c for c in axis if axis.count(c) > 1)
+        raise InputError(f"{path}: 'cmdlines' lists {dup!r} twice")
+    raw_cells = data.get("cells", [])
+    if not isinstance(raw_cells, list):
+        raise InputError(f"{path}: 'cells' must be an array of tables ([[cells]])")
+    cells: dict[tuple[str, str], Cell] = {
+        (board, c): Cell(board, c, None, "", suites, required if suites else (), area_suites)
+        for c in axis for board in boards}
+    refined: set[tuple[str, str]] = set()
     for i, raw in enumerate(raw_cells):
         where = f"{path}: cells[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        unknown = set(raw) - {"cmdline", "expect", "boards", "description", "suites"}
+        unknown = set(raw) - _CELL_KEYS
         if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        cmdline = raw.get("cmdline", "")
-        if not isinstance(cmdline, str):
-            raise InputError(f"{where}: 'cmdline' must be a string")
-        try:
-            validate_cmdline(cmdline)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from exc
-        expect = _expectation(raw.get("expect"), where)
+            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(_CELL_KEYS))})")
+        cmdline = _cmdline(raw.get("cmdline", ""), where)
+        expect = _expectation(raw["expect"], where) if "expect" in raw else None
         cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else suites
-        if expect.outcome != "reserved":
+        if expect is not None and expect.outcome != "reserved":
             cell_suites = ()  # no default CMA area for the suites to work on
-        for board in raw.get("boards", boards):
-            cells.append(Cell(board, cmdline, expect, str(raw.get("description", "")), cell_suites,
-                              required if cell_suites else ()))
-    return Matrix(str(data.get("name", path.stem)), path, tuple(cells))
+        cell_boards = _names(raw["boards"], where, "boards") if "boards" in raw else tuple(boards)
+        stray = [b for b in cell_boards if b not in boards]
+        if stray:
+            raise InputError(f"{where}: 'boards': {', '.join(stray)} not in the matrix's 'boards'")
+        xfail, skip = _reason(raw, "xfail", where), _reason(raw, "skip", where)
+        if xfail and skip:
+            raise InputError(f"{where}: a cell is either 'xfail' or 'skip', not both")
+        for board in cell_boards:
+            key = (board, cmdline)
+            if key in refined or (key in cells and cmdline not in axis):
+                raise InputError(f"{where}: cell {board}:{cmdline or '(default)'} is listed twice")
+            refined.add(key)
+            base = cells.get(key, Cell(board, cmdline, area_suites=area_suites))
+            cells[key] = replace(base, expect=expect, description=str(raw.get("description", "")),
+                                 suites=cell_suites, required=required if cell_suites else (),
+                                 xfail=xfail, skip=skip)
+    if not cells:
+        raise InputError(f"{path}: the matrix expands to no cell (give 'cmdlines' or [[cells]])")
+    order = {b: i for i, b in enumerate(boards)}
+    ordered = sorted(cells.values(), key=lambda c: order[c.board])  # stable: cmdline order kept
+    return Matrix(str(data.get("name", path.stem)), path, tuple(ordered))
 
 
 def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
@@ -153,7 +234,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
         raise InputError(f"cannot read matrix {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return parse_matrix(data, path)
+    return parse_matrix(data, path, tuple(available_boards()))
 
 
 def filter_cells(matrix: Matrix, board: str | None, cmdline: str | None) -> list[Cell]:

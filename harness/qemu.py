@@ -26,7 +26,7 @@ class BootSpec:
 
     board: Board
     zimage: Path
-    dtb: Path
+    dtb: Path | None  # None: QEMU generates the device tree (virt)
     initrd: Path
     cmdline: str
 
@@ -50,15 +50,42 @@ def qemu_argv(spec: BootSpec, interactive: bool = False) -> list[str]:
     argv = [QEMU, "-M", board.machine]
     if board.cpu:
         argv += ["-cpu", board.cpu]
+    argv += ["-smp", str(board.smp)]
+    if not board.memory_fixed:
+        argv += ["-m", str(board.memory_mib)]
+    argv += ["-kernel", str(spec.zimage)]
+    if spec.dtb is not None:
+        argv += ["-dtb", str(spec.dtb)]
     argv += [
-        "-smp", str(board.smp), "-m", str(board.memory_mib),
-        "-kernel", str(spec.zimage), "-dtb", str(spec.dtb), "-initrd", str(spec.initrd),
+        "-initrd", str(spec.initrd),
         "-append", spec.cmdline,
         "-display", "none", "-nic", "none", "-no-reboot",
         *(["-serial", "mon:stdio"] if interactive else ["-monitor", "none", "-serial", "stdio"]),
         *board.qemu_args,
     ]
     return argv
+
+
+def dump_dtb(board: Board, dest: Path) -> Path:
+    """The device tree QEMU generates for ``board`` (``-machine <m>,dumpdtb=``), written to ``dest``.
+
+    For machines without a dtb file (``virt``); the cma= oracle reads its
+    memory map and reserved-memory from it.
+
+    Raises:
+        EnvironmentProblem: QEMU failed to dump it.
+    """
+    argv = [QEMU, "-machine", f"{board.machine},dumpdtb={dest}", "-smp", str(board.smp),
+            "-display", "none"]
+    if board.cpu:
+        argv += ["-cpu", board.cpu]
+    if not board.memory_fixed:
+        argv += ["-m", str(board.memory_mib)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not dest.is_file():
+        raise EnvironmentProblem(f"qemu could not dump the {board.machine} device tree: "
+                                 f"{result.stderr.strip()[:200]}")
+    return dest
 
 
 def printable(argv: list[str]) -> str:

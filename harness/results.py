@@ -71,32 +71,44 @@ def _testcase(suite_name: str, check_name: str, status: Status, message: str,
     return case
 
 
+def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str,
+                   timestamp: dt.datetime) -> TestSuite:
+    """The ``<testsuite>`` of one finished cell: properties, one testcase per check, the log.
+
+    ``full_cmdline`` is the whole kernel command line the guest booted with;
+    the console log (read from ``result.log``) goes to ``<system-out>``,
+    truncated to its last 2,000,000 characters.
+    """
+    suite = TestSuite(result.cell.name)
+    suite.timestamp = timestamp.isoformat(timespec="seconds")
+    suite.hostname = socket.gethostname()
+    suite.time = round(result.seconds, 3)
+    expect = result.cell.expect.describe() if result.cell.expect else "cma= oracle"
+    props = {"board": result.cell.board, "cmdline": result.cell.cmdline,
+             "kernel.cmdline": full_cmdline, "expect.cma": expect,
+             **provenance.as_properties(), **result.properties}
+    if result.boot_seconds is not None:
+        props["boot.seconds"] = f"{result.boot_seconds:.3f}"
+    for key, value in props.items():
+        suite.add_property(key, xml_safe(value))
+    for check in result.checks:
+        suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
+                                     check.message, check.details, check.seconds))
+    log = result.log.read_bytes().decode("utf-8", errors="replace").replace("\r", "")
+    if len(log) > _MAX_LOG_CHARS:
+        log = f"[console log truncated; full log: {result.log.name}]\n" + log[-_MAX_LOG_CHARS:]
+    suite.append(SystemOut(xml_safe(log)))
+    suite.update_statistics()
+    return suite
+
+
 def build_junit(cells: Sequence[CellResult], provenance: Provenance, full_cmdlines: dict[str, str],
                 timestamp: dt.datetime) -> JUnitXml:
-    """One ``<testsuites>`` document for a whole run."""
+    """One ``<testsuites>`` document for a whole run (one ``<testsuite>`` per cell)."""
     xml = JUnitXml("cma-harness")
     for result in cells:
-        suite = TestSuite(result.cell.name)
-        suite.timestamp = timestamp.isoformat(timespec="seconds")
-        suite.hostname = socket.gethostname()
-        suite.time = round(result.seconds, 3)
-        props = {"board": result.cell.board, "cmdline": result.cell.cmdline,
-                 "kernel.cmdline": full_cmdlines.get(result.cell.name, ""),
-                 "expect.cma": result.cell.expect.describe(),
-                 **provenance.as_properties(), **result.properties}
-        if result.boot_seconds is not None:
-            props["boot.seconds"] = f"{result.boot_seconds:.3f}"
-        for key, value in props.items():
-            suite.add_property(key, xml_safe(value))
-        for check in result.checks:
-            suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
-                                         check.message, check.details, check.seconds))
-        log = result.log.read_bytes().decode("utf-8", errors="replace").replace("\r", "")
-        if len(log) > _MAX_LOG_CHARS:
-            log = f"[console log truncated; full log: {result.log.name}]\n" + log[-_MAX_LOG_CHARS:]
-        suite.append(SystemOut(xml_safe(log)))
-        suite.update_statistics()
-        xml.add_testsuite(suite)
+        xml.add_testsuite(cell_testsuite(result, provenance, full_cmdlines.get(result.cell.name, ""),
+                                         timestamp))
     xml.update_statistics()
     return xml
 
@@ -129,8 +141,11 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
         passed = sum(c.status is Status.PASS for c in r.checks)
         skipped = sum(c.status is Status.SKIP for c in r.checks)
         bad = next((c for c in r.checks if c.status in (Status.FAIL, Status.ERROR)), None)
+        verdict = f"[{style[r.status]}]{r.status.value.upper()}[/]"
+        if r.properties.get("xfail.outcome") == "failed as expected":
+            verdict = "[yellow]XFAIL[/]"
         table.add_row(
-            r.cell.name, f"[{style[r.status]}]{r.status.value.upper()}[/]",
+            r.cell.name, verdict,
             f"{passed}/{len(r.checks) - skipped}" + (f" ({skipped} skipped)" if skipped else ""),
             f"{r.boot_seconds:.1f}s" if r.boot_seconds is not None else "-",
             _cma_column(r), f"{bad.name}: {bad.message}"[:120] if bad else "",
@@ -144,8 +159,12 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
 class ResultsDir:
     """A run's results directory, written under a hidden name and renamed when complete.
 
-    Layout: ``<root>/<run-id>/{junit.xml, logs/<cell>.log}``; ``<root>/latest``
-    points at the newest complete run.  :meth:`discard` removes a partial run.
+    Layout: ``<root>/<run-id>/{junit.xml, cells/<cell>.xml, logs/<cell>.log}``;
+    ``<root>/latest`` points at the newest complete run.  Each cell's
+    testsuite is written to ``cells/`` the moment the cell finishes (to a
+    temporary name, then renamed), so an interrupted run keeps every finished
+    cell; :meth:`finish` assembles ``junit.xml`` from them.  :meth:`discard`
+    removes a partial run.
     """
 
     def __init__(self, root: Path) -> None:
@@ -156,13 +175,36 @@ class ResultsDir:
         self.partial = root / f".{self.run_id}.partial"
         self.final = root / self.run_id
         self.logs = self.partial / "logs"
+        self.cells = self.partial / "cells"
         self.logs.mkdir(parents=True)
+        self.cells.mkdir()
+        self._written: list[str] = []
 
     def log_path(self, slug: str) -> Path:
         return self.logs / f"{slug}.log"
 
-    def finish(self, xml: JUnitXml, cells: Sequence[CellResult]) -> Path:
-        """Write junit.xml, point the cells' logs at their final place, publish the run."""
+    def write_cell(self, slug: str, suite: TestSuite) -> Path:
+        """Write one finished cell's testsuite to ``cells/<slug>.xml`` atomically."""
+        xml = JUnitXml("cma-harness")
+        xml.add_testsuite(suite)
+        xml.update_statistics()
+        tmp = self.cells / f".{slug}.xml.tmp"
+        xml.write(str(tmp), pretty=True)
+        path = self.cells / f"{slug}.xml"
+        tmp.rename(path)
+        self._written.append(slug)
+        return path
+
+    def finish(self, order: Sequence[str], cells: Sequence[CellResult]) -> Path:
+        """Assemble junit.xml from the cells' files (in ``order``, slugs), publish the run.
+
+        Points ``cells``' log paths at their final place and ``latest`` at this run.
+        """
+        xml = JUnitXml("cma-harness")
+        for slug in order:
+            for suite in JUnitXml.fromfile(str(self.cells / f"{slug}.xml")):
+                xml.add_testsuite(suite)
+        xml.update_statistics()
         xml.write(str(self.partial / "junit.xml"), pretty=True)
         self.partial.rename(self.final)
         for c in cells:

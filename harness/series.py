@@ -12,7 +12,9 @@ the base's copy wins over a top-level file of the same name.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,15 +97,102 @@ def apply_series(series: Series, tree: Path) -> None:
             patch and the failing hunks, ``detail`` holds the rejected hunks.
     """
     for patch in series.patches:
-        argv = ["patch", f"-p{patch.strip}", "--forward", "--batch", "--fuzz=0", "-i", str(patch.path)]
-        result = subprocess.run(
-            argv, cwd=tree, capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
-            continue
+        _apply_one(patch, patch.path, tree)
+
+
+_PATCH = ["patch", "--batch", "--fuzz=0", "--no-backup-if-mismatch"]
+
+
+def _apply_one(patch: Patch, path: Path, tree: Path) -> None:
+    """Apply one patch file to ``tree``; raise PatchError (with the rejected hunks) if it fails."""
+    argv = [*_PATCH, f"-p{patch.strip}", "--forward", "-i", str(path)]
+    result = subprocess.run(argv, cwd=tree, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
         output = result.stdout + result.stderr
         failed = [ln.strip() for ln in output.splitlines() if "FAILED" in ln or "can't find" in ln
                   or "Reversed" in ln or "No such file" in ln]
         summary = "; ".join(failed) if failed else (output.strip().splitlines() or ["failed"])[-1]
-        raise PatchError(f"patch {patch.name} does not apply: {summary}",
-                         _rejected_hunks(tree, output))
+        rejected = _rejected_hunks(tree, output)
+        # Undo the hunks that did apply, so the tree is back where it was.
+        subprocess.run([*_PATCH, f"-p{patch.strip}", "-R", "-i", str(path)], cwd=tree,
+                       capture_output=True, check=False)
+        for rej in re.findall(r"saving rejects to file (\S+)", output):
+            (tree / rej).unlink(missing_ok=True)
+        raise PatchError(f"patch {patch.name} does not apply: {summary}", rejected)
+
+
+_STATE = ".cma-harness-series"  # in the tree: copies of the applied patches + manifest.json
+
+
+class TreeStateError(Exception):
+    """The tree's record of applied patches is missing or does not match it; re-unpack."""
+
+
+def switch_series(series: Series, tree: Path) -> tuple[int, int]:
+    """Bring the series applied to ``tree`` from what it records to ``series``, incrementally.
+
+    The patches both series share at the front stay; the rest of the old
+    series is reversed (newest first, from the copies kept in the tree's
+    ``.cma-harness-series/``) and the rest of the new one applied.  Files the
+    patches touch get new mtimes, so an out-of-tree ``make`` rebuilds just
+    what they affect, as in a developer's quilt workflow.
+
+    Returns:
+        ``(reversed, applied)``: the number of patches reversed and applied.
+
+    Raises:
+        PatchError: a patch of ``series`` does not apply; the tree is left with
+            the patches before it applied (and records that).
+        TreeStateError: the record is missing or corrupt, or an old patch does
+            not reverse cleanly; the caller must start from a fresh tree.
+    """
+    state = tree / _STATE
+    try:
+        manifest = json.loads((state / "manifest.json").read_text())
+        applied = [(e["name"], e["strip"], e["sha256"], e["file"]) for e in manifest["applied"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TreeStateError(f"{tree}: no valid record of applied patches ({exc})") from exc
+    if manifest.get("dirty"):
+        raise TreeStateError(f"{tree}: a previous series switch did not finish")
+    wanted = [(p.name, p.strip, p.sha256) for p in series.patches]
+    keep = 0
+    while keep < min(len(applied), len(wanted)) and applied[keep][:3] == wanted[keep]:
+        keep += 1
+
+    def record(entries: list[tuple[str, int, str, str]], dirty: bool) -> None:
+        data = {"dirty": dirty, "applied": [{"name": n, "strip": s, "sha256": h, "file": f}
+                                            for n, s, h, f in entries]}
+        tmp = state / "manifest.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.rename(state / "manifest.json")
+
+    current = applied[:]
+    record(current, True)
+    for name, strip, _sha, file in reversed(applied[keep:]):
+        result = subprocess.run([*_PATCH, f"-p{strip}", "-R", "-i", str(state / file)], cwd=tree,
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TreeStateError(f"{tree}: cannot reverse {name}")
+        (state / file).unlink(missing_ok=True)
+        current.pop()
+        record(current, True)
+    for patch in series.patches[keep:]:
+        file = f"{len(current):04d}.patch"
+        shutil.copyfile(patch.path, state / file)
+        try:
+            _apply_one(patch, state / file, tree)
+        except PatchError:
+            (state / file).unlink(missing_ok=True)
+            record(current, False)
+            raise
+        current.append((patch.name, patch.strip, patch.sha256, file))
+        record(current, True)
+    record(current, False)
+    return len(applied) - keep, len(series.patches) - keep
+
+
+def init_series_state(tree: Path) -> None:
+    """Record that a freshly unpacked ``tree`` has no patch applied."""
+    state = tree / _STATE
+    state.mkdir(exist_ok=True)
+    (state / "manifest.json").write_text(json.dumps({"dirty": False, "applied": []}) + "\n")

@@ -208,8 +208,8 @@ def test_alloc_outside_the_area_or_misaligned_fails() -> None:
 
 def test_leak_and_required_subtests() -> None:
     before = {"reserved.used": "64", "reserved.alloc_pages_success": "10"}
-    assert checks.check_counters_restored("dma", before, dict(before)).status is Status.PASS
-    leaked = checks.check_counters_restored("dma", before, {**before, "reserved.used": "320"})
+    assert checks.check_counters_restored("cma-test/dma", before, dict(before)).status is Status.PASS
+    leaked = checks.check_counters_restored("cma-test/dma", before, {**before, "reserved.used": "320"})
     assert leaked.status is Status.FAIL and "reserved: used 64 -> 320 pages" in leaked.message
     results, _ = checks.ktap_checks("cma-test", SUITE_KTAP, 1)
     req = checks.check_required_tests(results, ["cma-test/migrate/cma-occupied-by-movable-pages"])

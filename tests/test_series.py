@@ -66,3 +66,28 @@ def test_per_base_patch_wins_for_its_base(fixtures: Path) -> None:
     assert [p.name for p in parse_series(series_file, "6.1").patches] == [name]
     assert [p.name for p in parse_series(series_file, "6.12").patches] == [f"6.12/{name}"]
     assert parse_series(series_file, "6.1").digest != parse_series(series_file, "6.12").digest
+
+
+def test_switch_series_reverses_and_applies_incrementally(fixtures: Path, tmp_path: Path) -> None:
+    from harness.series import Series, TreeStateError, init_series_state, switch_series
+
+    tree = _tree(fixtures, tmp_path)
+    pristine = (tree / "kernel/dma/contiguous.c").read_text()
+    init_series_state(tree)
+    good = parse_series(fixtures / "series" / "good" / "series")
+    assert switch_series(good, tree) == (0, 1)
+    assert "cmdline_seen" in (tree / "kernel/dma/contiguous.c").read_text()
+    assert switch_series(good, tree) == (0, 0)  # nothing to do
+    empty = Series(good.path, ())
+    assert switch_series(empty, tree) == (1, 0)
+    assert (tree / "kernel/dma/contiguous.c").read_text() == pristine
+    bad = parse_series(fixtures / "series" / "bad" / "series")
+    with pytest.raises(PatchError, match="does not apply"):
+        switch_series(bad, tree)
+    # A failed patch leaves the tree as it was, no .rej behind, and the record consistent.
+    assert (tree / "kernel/dma/contiguous.c").read_text() == pristine
+    assert not list(tree.rglob("*.rej"))
+    assert switch_series(good, tree) == (0, 1)
+    (tree / ".cma-harness-series" / "manifest.json").write_text("{")
+    with pytest.raises(TreeStateError):
+        switch_series(good, tree)

@@ -1,0 +1,525 @@
+"""Comparing two runs: which testcases regressed, got fixed, appeared or vanished.
+
+A *run* is a results directory holding ``junit.xml`` (as written by
+:class:`harness.results.ResultsDir`) or a JUnit XML file.  Every testcase is
+keyed by ``(testsuite name, testcase name)``; the testsuite name is the matrix
+cell (``board:cmdline``).  Each key present in either run gets exactly one
+:class:`Category`:
+
+========================  ==========================================================
+``regression``            passed in base; failure or error in new
+``fix``                   failure or error in base; passed in new
+``new-failure``           absent (or skipped) in base; failure or error in new
+``new-test``              absent in base; passed or skipped in new
+``removed``               in base; absent in new
+``still-failing``         failure or error in both
+``flaky``                 passed or skipped in new, but only on a retry (see below)
+``unchanged-pass``        passed in new, passed (or was skipped) in base
+``skipped``               skipped in new, present in base
+========================  ==========================================================
+
+Flaky: the runner marks a cell that passed only on a retry with the testsuite
+properties ``retry.flaky = "true"`` and ``retry.attempts = N``; a single
+testcase may carry a ``<properties>`` child with ``flaky = "true"``.  A flaky
+marker never hides a failure: a failing case stays a regression /
+still-failing / new-failure.
+
+Only ``regression`` makes :attr:`Comparison.has_regressions` true; the exit
+status policy (:func:`exit_status`) is 1 with a regression, else 0.  Metric
+deltas and new failures of tests without a passing baseline are reported, never
+counted as regressions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, Skipped
+
+from harness.errors import InputError
+
+JUNIT_NAME = "junit.xml"
+DEFAULT_TOLERANCE = 0.25
+_MAX_DETAILS = 4000
+_POSITION_SUFFIX = re.compile(r":? *line \d+, column \d+$")
+
+
+class Outcome(StrEnum):
+    """One testcase's result in one run, ranked error > failure > skipped > passed."""
+
+    PASSED = "passed"
+    SKIPPED = "skipped"
+    FAILURE = "failure"
+    ERROR = "error"
+
+    @property
+    def failing(self) -> bool:
+        return self in (Outcome.FAILURE, Outcome.ERROR)
+
+
+class Category(StrEnum):
+    """How a testcase changed from base to new (see the module docstring)."""
+
+    REGRESSION = "regression"
+    FIX = "fix"
+    NEW_FAILURE = "new-failure"
+    NEW_TEST = "new-test"
+    REMOVED = "removed"
+    STILL_FAILING = "still-failing"
+    FLAKY = "flaky"
+    UNCHANGED_PASS = "unchanged-pass"
+    SKIPPED = "skipped"
+
+
+Key = tuple[str, str]
+"""``(testsuite name, testcase name)``."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One testcase of one run.
+
+    Attributes:
+        suite: testsuite (cell) name; name: testcase name.
+        outcome: the worst result the testcase carries.
+        message: the result's ``message`` attribute, or for a pass the first line
+            of ``<system-out>``; "" when there is none.
+        details: the result's text (or ``<system-out>``), at most 4000 characters.
+        flaky: the testcase or its suite carries a flaky marker.
+        seconds: the testcase's ``time`` attribute, 0.0 when absent.
+    """
+
+    suite: str
+    name: str
+    outcome: Outcome
+    message: str = ""
+    details: str = ""
+    flaky: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """One testsuite (matrix cell) of a run: its properties and retry marker.
+
+    ``attempts`` is ``retry.attempts`` (boots tried), None when not recorded.
+    """
+
+    name: str
+    hostname: str
+    properties: dict[str, str]
+    flaky: bool = False
+    attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A loaded run: ``source`` is the junit.xml file read; cases and suites in file order."""
+
+    source: Path
+    cases: dict[Key, CaseResult]
+    suites: dict[str, SuiteInfo]
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """A numeric property to compare: a glob on the property name, an absolute floor.
+
+    A change is news when ``|new - base| > floor`` *and* ``|new - base| > tolerance * |base|``;
+    ``floor`` is in the metric's own unit (µs, pages, seconds, MiB).
+    """
+
+    pattern: str
+    floor: float = 0.0
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.pattern)
+
+
+# ``before.*`` counters repeat the previous suite's ``after.*`` values (they are
+# cumulative over a boot), so only the ``after`` side is compared.
+DEFAULT_METRICS: tuple[MetricRule, ...] = (
+    MetricRule("*.latency_us.median", floor=20.0),
+    MetricRule("*.after.*alloc_pages_fail", floor=0.0),
+    MetricRule("boot.seconds", floor=0.5),
+    MetricRule("cma.reserved_mib", floor=0.0),
+)
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """A numeric suite property that moved beyond tolerance.
+
+    ``relative`` is ``(new - base) / |base|`` (0.25 = +25 %), None when base is 0.
+    """
+
+    suite: str
+    name: str
+    base: float
+    new: float
+
+    @property
+    def delta(self) -> float:
+        return self.new - self.base
+
+    @property
+    def relative(self) -> float | None:
+        return None if self.base == 0 else self.delta / abs(self.base)
+
+
+@dataclass(frozen=True)
+class CaseChange:
+    """One key's classification; ``base``/``new`` are None where the key is absent."""
+
+    suite: str
+    name: str
+    category: Category
+    base: CaseResult | None
+    new: CaseResult | None
+
+    @property
+    def reason(self) -> str:
+        """A short human reason, e.g. ``"passed -> failure"`` or ``"absent in new"``."""
+        before = self.base.outcome.value if self.base else "absent"
+        after = self.new.outcome.value if self.new else "absent"
+        text = f"{before} -> {after}"
+        if self.category is Category.FLAKY:
+            text += " (passed only on retry)"
+        return text
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`: every key classified, cells missing, metric deltas.
+
+    ``changes`` holds one :class:`CaseChange` per key, grouped by cell in
+    ``suites`` order; within a cell base-file order, then new-only testcases in
+    new-file order.  The per-category properties
+    (``regressions``, ``fixes``, ...) are tuples filtered from it in that order.
+    ``suites`` is every cell name in the same order; ``suites_only_in_base``
+    are cells of the base matrix that the new run lacks, ``suites_only_in_new``
+    the reverse.  ``flaky_suites`` maps each new-run cell marked flaky to
+    ``retry.attempts`` (None when not recorded).  ``tolerance`` is relative
+    (0.25 = 25 %).
+    """
+
+    base: Path
+    new: Path
+    tolerance: float
+    changes: tuple[CaseChange, ...]
+    suites: tuple[str, ...] = ()
+    suites_only_in_base: tuple[str, ...] = ()
+    suites_only_in_new: tuple[str, ...] = ()
+    flaky_suites: dict[str, int | None] = field(default_factory=dict)
+    metric_deltas: tuple[MetricDelta, ...] = ()
+
+    def of(self, category: Category) -> tuple[CaseChange, ...]:
+        """The changes of one category, in ``changes`` order."""
+        return tuple(c for c in self.changes if c.category is category)
+
+    @property
+    def regressions(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.REGRESSION)
+
+    @property
+    def fixes(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.FIX)
+
+    @property
+    def new_failures(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.NEW_FAILURE)
+
+    @property
+    def new_tests(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.NEW_TEST)
+
+    @property
+    def removed(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.REMOVED)
+
+    @property
+    def still_failing(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.STILL_FAILING)
+
+    @property
+    def flaky(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.FLAKY)
+
+    @property
+    def unchanged_pass(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.UNCHANGED_PASS)
+
+    @property
+    def skipped(self) -> tuple[CaseChange, ...]:
+        return self.of(Category.SKIPPED)
+
+    @property
+    def has_regressions(self) -> bool:
+        return any(c.category is Category.REGRESSION for c in self.changes)
+
+    def counts(self) -> dict[Category, int]:
+        """Number of testcases per category; every category present, in declaration order."""
+        counts = dict.fromkeys(Category, 0)
+        for change in self.changes:
+            counts[change.category] += 1
+        return counts
+
+    def summary(self) -> str:
+        """One line, e.g. ``"regression: 1, unchanged-pass: 88; 1 metric delta(s)"``."""
+        parts = [f"{cat.value}: {n}" for cat, n in self.counts().items() if n]
+        text = ", ".join(parts) or "no testcases"
+        if self.metric_deltas:
+            text += f"; {len(self.metric_deltas)} metric delta(s)"
+        if self.suites_only_in_base or self.suites_only_in_new:
+            text += (f"; cells only in base: {len(self.suites_only_in_base)}, "
+                     f"only in new: {len(self.suites_only_in_new)}")
+        return text
+
+
+def exit_status(comparison: Comparison) -> int:
+    """The ``compare`` command's exit status: 1 when there is a regression, else 0.
+
+    (Bad input, :class:`~harness.errors.InputError`, is the CLI's 2.)
+    """
+    return 1 if comparison.has_regressions else 0
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def junit_file(path: Path) -> Path:
+    """The junit.xml of ``path``: the file itself, or ``<dir>/junit.xml``.
+
+    Raises:
+        InputError: ``path`` does not exist, is an empty directory, or a directory
+            without junit.xml (the message lists what it holds).
+    """
+    if not path.exists():
+        raise InputError(f"{path}: no such file or results directory")
+    if not path.is_dir():
+        return path
+    candidate = path / JUNIT_NAME
+    if candidate.is_file():
+        return candidate
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        raise InputError(f"{path}: results directory is empty (no {JUNIT_NAME}; did the run finish?)")
+    hint = f"; did you mean {path / 'latest'}?" if (path / "latest" / JUNIT_NAME).is_file() else ""
+    shown = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "")
+    raise InputError(f"{path}: no {JUNIT_NAME} in this results directory (it holds: {shown}){hint}")
+
+
+def parse_junit(file: Path) -> JUnitXml:
+    """Parse one JUnit XML file with junitparser.
+
+    Raises:
+        InputError: unreadable, truncated or corrupt XML (the message is
+            ``<file>:<line>:<column>: ...`` from the parser's error position), or a
+            root element other than ``<testsuites>``/``<testsuite>``.
+    """
+    try:
+        return JUnitXml.fromfile(str(file))
+    except SyntaxError as exc:  # xml.etree ParseError and lxml XMLSyntaxError both derive from it
+        line, column = getattr(exc, "position", None) or (exc.lineno or 0, exc.offset or 0)
+        reason = _POSITION_SUFFIX.sub("", str(exc.msg or exc))
+        raise InputError(f"{file}:{line}:{column}: truncated or corrupt JUnit XML: {reason}") from exc
+    except JUnitXmlError as exc:
+        raise InputError(f"{file}: not JUnit XML (root element is not <testsuites> or <testsuite>)") \
+            from exc
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
+def _case_flaky(case: Any) -> bool:
+    props = case.child(Properties)
+    return props is not None and any(p.name == "flaky" and _is_true(p.value) for p in props)
+
+
+def _case_result(suite: str, name: str, case: Any, suite_flaky: bool) -> CaseResult:
+    rank = {Error: Outcome.ERROR, Failure: Outcome.FAILURE, Skipped: Outcome.SKIPPED}
+    order = list(Outcome)
+    outcome, message, details = Outcome.PASSED, "", _text(case.system_out)
+    for result in case.result:
+        found = next((o for cls, o in rank.items() if isinstance(result, cls)), Outcome.PASSED)
+        if order.index(found) > order.index(outcome):
+            outcome, message = found, _text(result.message)
+            details = _text(result.text) or details
+    if outcome is Outcome.PASSED:
+        message = details.strip().split("\n", 1)[0]
+    return CaseResult(suite, name, outcome, message, details[:_MAX_DETAILS],
+                      suite_flaky or _case_flaky(case), float(case.time or 0.0))
+
+
+def _suite_info(suite: Any) -> SuiteInfo:
+    props = {_text(p.name): _text(p.value) for p in suite.properties()}
+    flaky = _is_true(props.get("retry.flaky")) or _is_true(props.get("flaky"))
+    attempts_text = props.get("retry.attempts", "")
+    attempts = int(attempts_text) if attempts_text.strip().isdigit() else None
+    return SuiteInfo(_text(suite.name), _text(suite.hostname), props, flaky, attempts)
+
+
+def load_run(path: Path) -> Run:
+    """Load a run from a results directory or a junit.xml path.
+
+    A testcase name repeated within one suite gets ``" #2"``, ``" #3"``... so
+    every key stays distinct.
+
+    Raises:
+        InputError: see :func:`junit_file` and :func:`parse_junit`; also a file
+            holding no testcase at all (comparing against it would be meaningless).
+    """
+    file = junit_file(path)
+    xml = parse_junit(file)
+    cases: dict[Key, CaseResult] = {}
+    suites: dict[str, SuiteInfo] = {}
+    for suite in xml:
+        info = _suite_info(suite)
+        suites.setdefault(info.name, info)
+        for case in suite:
+            name, n = _text(case.name), 1
+            while (info.name, name) in cases:
+                n += 1
+                name = f"{_text(case.name)} #{n}"
+            cases[(info.name, name)] = _case_result(info.name, name, case, info.flaky)
+    if not cases:
+        raise InputError(f"{file}: holds no testcases (an empty or aborted run?)")
+    return Run(file, cases, suites)
+
+
+# -- classifying ---------------------------------------------------------------------------------
+
+
+def classify(base: CaseResult | None, new: CaseResult | None) -> Category:
+    """The category of one key; ``None`` means absent from that run.
+
+    Raises:
+        ValueError: both sides absent.
+    """
+    if new is None:
+        if base is None:
+            raise ValueError("a key must be present in at least one run")
+        return Category.REMOVED
+    if new.outcome.failing:
+        if base is None or base.outcome is Outcome.SKIPPED:
+            return Category.NEW_FAILURE
+        return Category.STILL_FAILING if base.outcome.failing else Category.REGRESSION
+    if new.flaky:
+        return Category.FLAKY
+    if base is None:
+        return Category.NEW_TEST
+    if new.outcome is Outcome.SKIPPED:
+        return Category.SKIPPED
+    return Category.FIX if base.outcome.failing else Category.UNCHANGED_PASS
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def metric_deltas(base: Run, new: Run, tolerance: float,
+                  rules: Sequence[MetricRule] = DEFAULT_METRICS) -> list[MetricDelta]:
+    """Numeric properties of cells present in both runs that moved beyond tolerance.
+
+    A property counts when its name matches a rule (the first matching rule's
+    floor applies) and parses as a finite number on both sides; others are ignored.
+    """
+    out: list[MetricDelta] = []
+    for name, base_suite in base.suites.items():
+        new_suite = new.suites.get(name)
+        if new_suite is None:
+            continue
+        for prop, base_text in base_suite.properties.items():
+            rule = next((r for r in rules if r.matches(prop)), None)
+            old, now = _number(base_text), _number(new_suite.properties.get(prop))
+            if rule is None or old is None or now is None:
+                continue
+            change = abs(now - old)
+            if change > rule.floor and change > tolerance * abs(old):
+                out.append(MetricDelta(name, prop, old, now))
+    return out
+
+
+def _ordered_suites(base: Run, new: Run) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*base.suites, *new.suites]))
+
+
+def _change(key: Key, old: CaseResult | None, now: CaseResult | None) -> CaseChange:
+    return CaseChange(key[0], key[1], classify(old, now), old, now)
+
+
+def compare(base: Run, new: Run, tolerance: float = DEFAULT_TOLERANCE,
+            rules: Sequence[MetricRule] = DEFAULT_METRICS) -> Comparison:
+    """Classify every key of ``base`` and ``new``; list missing cells and metric deltas.
+
+    ``tolerance`` is relative (0.25 = 25 %).
+
+    Raises:
+        InputError: a negative or non-finite tolerance.
+    """
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise InputError(f"tolerance must be a number >= 0 (0.25 = 25%), got {tolerance}")
+    suites = _ordered_suites(base, new)
+    rank = {name: i for i, name in enumerate(suites)}
+    keys = sorted(dict.fromkeys([*base.cases, *new.cases]), key=lambda k: rank[k[0]])  # stable
+    changes = tuple(_change(key, base.cases.get(key), new.cases.get(key)) for key in keys)
+    return Comparison(
+        base=base.source, new=new.source, tolerance=tolerance, changes=changes,
+        suites_only_in_base=tuple(s for s in base.suites if s not in new.suites),
+        suites_only_in_new=tuple(s for s in new.suites if s not in base.suites),
+        flaky_suites={s.name: s.attempts for s in new.suites.values() if s.flaky},
+        metric_deltas=tuple(metric_deltas(base, new, tolerance, rules)),
+        suites=suites,
+    )
+
+
+def compare_paths(base: Path, new: Path, tolerance: float = DEFAULT_TOLERANCE,
+                  rules: Sequence[MetricRule] = DEFAULT_METRICS) -> Comparison:
+    """Load two runs (results directories or junit.xml files) and :func:`compare` them.
+
+    Raises:
+        InputError: either input missing, empty, without junit.xml, truncated or
+            corrupt (see :func:`load_run`), or a bad tolerance.
+    """
+    return compare(load_run(base), load_run(new), tolerance, rules)
+
+
+def parse_metric_rule(text: str) -> MetricRule:
+    """A rule from a CLI argument ``PATTERN`` or ``PATTERN=FLOOR`` (e.g. ``boot.seconds=0.5``).
+
+    Raises:
+        InputError: empty pattern, or a floor that is not a number >= 0.
+    """
+    pattern, sep, floor_text = text.rpartition("=") if "=" in text else (text, "", "")
+    floor = _number(floor_text) if sep else 0.0
+    if not pattern.strip() or floor is None or floor < 0:
+        raise InputError(f"metric rule {text!r}: expected PATTERN or PATTERN=FLOOR (FLOOR a number >= 0)")
+    return MetricRule(pattern.strip(), floor)
+
+
+def rules_from_args(args: Iterable[str] | None) -> tuple[MetricRule, ...]:
+    """:data:`DEFAULT_METRICS` when ``args`` is empty/None, else the parsed rules.
+
+    Raises:
+        InputError: see :func:`parse_metric_rule`.
+    """
+    parsed = tuple(parse_metric_rule(a) for a in args or ())
+    return parsed or DEFAULT_METRICS

@@ -1,0 +1,154 @@
+"""Running a matrix: up to N cells at once, each a guest of its own, with live progress.
+
+Cells are independent guests, so they run in worker threads (each thread
+spends its time waiting on its QEMU's console).  Each finished cell is handed
+to ``on_done`` at once (the results directory writes it to disk), so the
+harness keeps nothing of a cell but its :class:`~harness.cell.CellResult`.
+
+``xfail`` and ``skip`` from the matrix are applied here: a skipped cell is not
+booted; an xfail cell that fails has its failing checks reported as skipped
+with the reason, and one that passes gets a failing ``xfail`` check (the mark
+is stale), as pytest's ``strict`` xfail does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from harness.cell import CellResult, kill_all_guests
+from harness.checks import CheckResult, Status
+from harness.matrix import Cell
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell ready to run: ``run(log_path)`` boots it and returns its result."""
+
+    cell: Cell
+    log: Path
+    run: Callable[[Path], CellResult]
+
+
+def skipped_result(cell: Cell, log: Path) -> CellResult:
+    """The result of a cell the matrix marks ``skip``: one skipped check, no boot."""
+    log.write_text(f"not booted: skip = {cell.skip!r} in the matrix\n")
+    return CellResult(cell, [CheckResult("boot", Status.SKIP, f"skipped: {cell.skip}")], log, 0.0)
+
+
+def apply_xfail(result: CellResult) -> CellResult:
+    """Turn an ``xfail`` cell's outcome into what the report shows.
+
+    A failing or erroring check becomes SKIP with ``expected failure (reason):
+    message``; if nothing failed, a FAIL check ``xfail`` says the mark is stale.
+    Cells without ``xfail`` are returned unchanged.
+    """
+    reason = result.cell.xfail
+    if not reason:
+        return result
+    bad = (Status.FAIL, Status.ERROR)
+    if any(c.status in bad for c in result.checks):
+        checks = [replace(c, status=Status.SKIP, message=f"expected failure ({reason}): {c.message}")
+                  if c.status in bad else c for c in result.checks]
+        props = {**result.properties, "xfail": reason, "xfail.outcome": "failed as expected"}
+    else:
+        checks = [*result.checks, CheckResult(
+            "xfail", Status.FAIL, f"passed although marked xfail ({reason}): remove the mark")]
+        props = {**result.properties, "xfail": reason, "xfail.outcome": "xpass"}
+    return replace(result, checks=checks, properties=props)
+
+
+class CellProgress:
+    """Progress of a matrix run: a live bar on a terminal, one line per cell otherwise.
+
+    The bar shows cells done/total, passed and failed counts and an ETA; in CI
+    (not a terminal) each finished cell prints ``[i/N] name: STATUS (s)``.
+    """
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console = console
+        self.total = total
+        self.done = self.passed = self.failed = 0
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> CellProgress:
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[green]{task.fields[passed]} passed[/] [red]{task.fields[failed]} failed[/]"),
+                TextColumn("ETA"), TimeRemainingColumn(), console=self.console, transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("cells", total=self.total, passed=0, failed=0)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def finished(self, result: CellResult) -> None:
+        """Count one finished cell and show it."""
+        with self._lock:
+            self.done += 1
+            ok = result.status in (Status.PASS, Status.SKIP)
+            self.passed += ok
+            self.failed += not ok
+            line = (f"[{self.done}/{self.total}] {result.cell.name}: {result.status.value.upper()} "
+                    f"({result.seconds:.1f}s)")
+            if self._progress is not None and self._task is not None:
+                self._progress.console.print(line, markup=False, highlight=False)
+                self._progress.update(self._task, advance=1, passed=self.passed, failed=self.failed)
+            else:
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[CellResult], None],
+             console: Console) -> list[CellResult]:
+    """Run ``jobs`` with at most ``parallel`` guests at once; results in job order.
+
+    ``on_done`` is called (in the calling thread) with each result as soon as
+    its cell finishes.  On Ctrl-C (KeyboardInterrupt) or any other exception,
+    cells not started are cancelled, every running guest is killed, the
+    workers are joined, and the exception propagates.
+
+    Raises:
+        ValueError: ``parallel`` < 1.
+    """
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    results: dict[int, CellResult] = {}
+    pool = cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="cell")
+    with CellProgress(console, len(jobs)) as progress:
+        try:
+            futures: dict[cf.Future[CellResult], int] = {}
+            for i, job in enumerate(jobs):
+                if job.cell.skip:
+                    results[i] = skipped_result(job.cell, job.log)
+                    on_done(results[i])
+                    progress.finished(results[i])
+                else:
+                    futures[pool.submit(job.run, job.log)] = i
+            for fut in cf.as_completed(futures):
+                i = futures[fut]
+                results[i] = apply_xfail(fut.result())
+                on_done(results[i])
+                progress.finished(results[i])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + 10
+            while kill_all_guests() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return [results[i] for i in range(len(jobs))]
