@@ -251,7 +251,7 @@ class _Memblock:
         self.reserved: list[tuple[int, int]] = []
         self.current_limit = mask  # MEMBLOCK_ALLOC_ANYWHERE
         for bank in ram:
-            self._set_memory(bank.base, self._cap_end(bank.base, bank.size), False)
+            self.add(bank.base, bank.size)
 
     def _cap_end(self, base: int, size: int) -> int:
         """memblock_cap_size(): the end of ``[base, base + size)``, clipped to PHYS_ADDR_MAX."""
@@ -266,17 +266,18 @@ class _Memblock:
                     out.append((ps, pe, nomap, start <= ps and pe <= end))
         return out
 
-    def _set_memory(self, start: int, end: int, nomap: bool) -> None:
-        """memblock_add() with flags: add the parts of ``[start, end)`` not yet memory."""
+    def add(self, base: int, size: int) -> None:
+        """memblock_add(): the parts of ``[base, base + size)`` not yet memory become memory."""
+        start, end = base, self._cap_end(base, size)
         holes, cur = [], start
         for s, e, _ in self.memory:
             if e <= cur or s >= end:
                 continue
             if s > cur:
-                holes.append((cur, s, nomap))
+                holes.append((cur, s, False))
             cur = max(cur, e)
         if cur < end:
-            holes.append((cur, end, nomap))
+            holes.append((cur, end, False))
         self.memory = _merge_flagged(self.memory + holes)
 
     def _flag(self, base: int, size: int, nomap: bool) -> None:
@@ -319,8 +320,8 @@ class _Memblock:
 
     def is_region_memory(self, base: int, size: int) -> bool:
         """memblock_is_region_memory(): is ``[base, base + size)`` inside one memory region?"""
-        end = self._cap_end(base, size)
-        return any(s <= base and end <= e for s, e in _merge([(s, e) for s, e, _ in self.memory]))
+        end = self._cap_end(base, size)  # regions of different flags are separate regions
+        return any(s <= base and end <= e for s, e, _ in self.memory)
 
     def end_of_dram(self) -> int:
         """memblock_end_of_DRAM()."""
@@ -765,8 +766,9 @@ class _Boot:
             size, base, fixed = e.size, e.base, (e.base + e.size) & k.phys_mask == e.limit
             limit = _min_not_zero(e.limit, k.arm_dma_limit)
             if not size:
-                return _Declared("none", 0, (), "dma_contiguous_reserve(): early_cma() read a size of "
-                                 "0 bytes (after phys_addr_t truncation), so no default area")
+                return _Declared("none", 0, (), "dma_contiguous_reserve(): early_cma() read size 0 "
+                                 "(memparse() stops at the first bad character; phys_addr_t "
+                                 "truncates), so no default area")
         else:
             size, base, limit, fixed = self._config_size(), 0, k.arm_dma_limit, False
             if not size:
@@ -1206,14 +1208,15 @@ def decompressor_phys_offset(ram: tuple[MemoryBank, ...], zimage_base: int) -> i
 
 
 def boot_from_files(*, ram: tuple[MemoryBank, ...], release: str, config: Path, system_map: Path,
-                    dtb: Path, initrd: Path | None, zimage: Path,
+                    dtb: Path, initrd: Path | int | None, zimage: Path,
                     dtb_total_size: int | None = None) -> CmaBoot:
     """Build a :class:`CmaBoot` from a built kernel and the files QEMU boots.
 
     ``ram`` is the board's RAM map (QEMU replaces the dtb's memory node with
     it); ``config`` the kernel ``.config``; ``system_map`` its System.map
     (``_stext``/``_end`` give KERNEL_START/KERNEL_END, ``_sdata`` for XIP);
-    the initrd and dtb are placed by :func:`qemu_arm_load`.
+    ``initrd`` is the initrd file or its size in bytes (None: no initrd); the
+    initrd and dtb are placed by :func:`qemu_arm_load`.
 
     Raises:
         InputError: an unsupported kernel, or System.map lacks a symbol.
@@ -1227,8 +1230,8 @@ def boot_from_files(*, ram: tuple[MemoryBank, ...], release: str, config: Path, 
     missing = [s for s in (start_sym, "_end", "swapper_pg_dir") if s not in syms]
     if missing:
         raise InputError(f"{system_map}: no symbol {', '.join(missing)}")
-    load = qemu_arm_load(ram, zimage.stat().st_size, initrd.stat().st_size if initrd else 0,
-                         dtb.stat().st_size, dtb_total_size)
+    initrd_size = initrd.stat().st_size if isinstance(initrd, Path) else initrd or 0
+    load = qemu_arm_load(ram, zimage.stat().st_size, initrd_size, dtb.stat().st_size, dtb_total_size)
     phys_offset = decompressor_phys_offset(ram, load.zimage.base)
 
     def pa(virt: int) -> int:
@@ -1240,5 +1243,5 @@ def boot_from_files(*, ram: tuple[MemoryBank, ...], release: str, config: Path, 
         ram=ram, kernel=facts, phys_offset=phys_offset,
         kernel_image=MemoryBank(pa(syms[start_sym]), syms["_end"] - syms[start_sym]),
         pgdir=MemoryBank(pa(syms["swapper_pg_dir"]), pgdir_size),
-        initrd=load.initrd if initrd else None, dtb=load.dtb, memreserve=info.memreserve,
+        initrd=load.initrd if initrd is not None else None, dtb=load.dtb, memreserve=info.memreserve,
         dt_regions=info.regions, dt_format_ok=info.format_ok)

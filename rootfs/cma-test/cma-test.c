@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
@@ -1076,6 +1077,7 @@ static void suite_migrate(struct ktap *k, struct ctx *c)
 	struct statfs sfs;
 	void *pagebuf;
 	int ret = 0, attempt, pagemap;
+	struct rlimit nofile;
 	long cnt;
 
 	cma_total = meminfo_kb("CmaTotal");
@@ -1085,6 +1087,12 @@ static void suite_migrate(struct ktap *k, struct ctx *c)
 		snprintf(k->skip_reason, sizeof(k->skip_reason),
 			 "no CmaTotal/CmaFree in /proc/meminfo");
 		return;
+	}
+	/* One memfd per shmem chunk: a 3 GiB board needs more than 1024. */
+	if (!getrlimit(RLIMIT_NOFILE, &nofile) &&
+	    nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pagemap < 0) {
@@ -1196,27 +1204,30 @@ static void suite_migrate(struct ktap *k, struct ctx *c)
 	kt_result(k, !ret, "alloc-whole-area");
 
 	/*
-	 * Every page that was in the area must have been migrated out of
-	 * the allocated range and must still hold its pattern.
+	 * Every page of ours that was in the area must have been migrated out
+	 * of the allocated range and must still hold its pattern.
 	 */
-	for (i = 0; i < n; i++) {
-		if (!chunks[i].in_area)
-			continue;
-		bad += mig_verify(&chunks[i], pagebuf);
-		if (!ret) {
-			cnt = mig_in_area(&chunks[i], pagemap, &c->area);
-			if (cnt > 0 && want == c->area.size)
+	if (!ret) {
+		struct area got = c->area;
+
+		got.base = phys;
+		got.size = want;
+		for (i = 0; i < n; i++) {
+			if (!chunks[i].in_area)
+				continue;
+			cnt = mig_in_area(&chunks[i], pagemap, &got);
+			if (cnt > 0)
 				left += (uint64_t)cnt;
 		}
 	}
+	for (i = 0; i < n; i++)
+		if (chunks[i].in_area)
+			bad += mig_verify(&chunks[i], pagebuf);
 	if (ret) {
 		kt_skip(k, "moved-pages-left-area", "the allocation failed");
-	} else if (want != c->area.size) {
-		kt_skip(k, "moved-pages-left-area",
-			"the area was not entirely free");
 	} else {
 		if (left)
-			kt_diag(k, "%" PRIu64 " of our pages still in the area",
+			kt_diag(k, "%" PRIu64 " of our pages still in the allocated range",
 				left);
 		kt_result(k, ours && !left, "moved-pages-left-area");
 	}
