@@ -23,8 +23,10 @@ KERNEL_612 := /usr/src/linux-source-6.12.tar.xz
 
 test: lint
 	@$(VENV)/bin/cma-harness build
+	@$(VENV)/bin/cma-harness build --board virt
 	@$(VENV)/bin/cma-harness build --kernel-src $(KERNEL_612)
 	@$(PY) -m pytest -q
 
 bench: deps
 	@$(PY) bench/bench_cell.py
+	@$(PY) bench/bench_matrix.py

@@ -178,6 +178,9 @@ def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Ev
     results.append(CheckResult("cma-dev/load", Status.PASS, "modprobe cma-dev", seconds=load.duration))
     areas = checks.parse_cma_test_areas(console.run("cma-test areas", Budget(COMMAND_SECONDS)).output)
     results.append(checks.check_dev_areas(report, areas))
+    for area in areas:
+        ev.props[f"area.{area.name}.base"] = f"{area.base:#x}"
+        ev.props[f"area.{area.name}.size"] = str(area.size)
     default = next((a for a in areas if a.name == "reserved"), None)
     run_default_suites = default is not None and bool(cell.suites)
     if default is not None:

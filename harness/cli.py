@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from harness.checks import CheckResult, Status
 from harness.cmdline import validate_cmdline
 from harness.errors import HarnessError, InputError, PatchError
 from harness.progress import Reporter
-from harness.series import parse_series
+from harness.series import parse_series, with_extra_patches
 
 out = RichConsole(highlight=False, soft_wrap=True)
 if not out.is_terminal:
@@ -73,6 +75,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="kernel source: a tarball or a directory (default: %(default)s)")
     p.add_argument("--series", type=Path, default=kbuild.PATCHES_DIR / "series",
                    help="quilt series file to apply (default: %(default)s)")
+    p.add_argument("--patch", type=Path, action="append", default=[], metavar="FILE",
+                   help="apply this patch after the series (repeatable): a patch under review")
     p.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="make -j for the kernel build (default: CPU count)")
 
@@ -93,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="results root directory (default: %(default)s)")
     r.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="run up to N guests at once (default: CPU count, %(default)s)")
+    r.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="rerun a failed cell up to N times; one that passes on a retry is marked flaky")
+    r.add_argument("--resume", type=Path, metavar="DIR",
+                   help="complete the interrupted run in DIR (its matrix, filters and kernel)")
     r.add_argument("--list", action="store_true",
                    help="print the cells the matrix expands to, and run nothing")
     c = sub.add_parser("compare", help="what changed between two runs (JUnit, Markdown, HTML report)")
@@ -121,7 +129,7 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
     loaded = {name: boards.load_board(name) for name in dict.fromkeys(board_names)}
     kbuild.install_debian_source(args.kernel_src, rep)
     source = kbuild.resolve_source(args.kernel_src)
-    series = parse_series(args.series, source.version)
+    series = with_extra_patches(parse_series(args.series, source.version), args.patch)
     if args.build_jobs < 1:
         raise InputError("--build-jobs must be at least 1")
     prepared: dict[str, Prepared] = {}
@@ -135,7 +143,8 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
             except InputError as exc:
                 raise InputError(f"boards/{name}.toml: {exc}") from exc
             rep.step(f"kernel for {name}: {board.defconfig} + {', '.join(board.fragments)}, "
-                     f"{len(series.patches)} patch(es) from {args.series}")
+                     f"{len(series.patches)} patch(es) from {args.series}"
+                     + (f" + {', '.join(p.name for p in args.patch)}" if args.patch else ""))
             kernel = kbuild.build_kernel(request, rep)
             rep.step(f"kernel {kernel.release} ready ({kernel.directory})")
             initramfs = rootfs.build_initramfs(kernel)
@@ -176,7 +185,50 @@ def _list_cells(mat: matrix.Matrix, cells: list[matrix.Cell]) -> int:
     return 0
 
 
+def _resume_args(args: argparse.Namespace) -> None:
+    """``run --resume DIR``: take matrix, filters, source, series and patches from DIR/run.json."""
+    info = results.ResultsDir.unfinished(args.resume)
+    run = info.get("invocation")
+    if not isinstance(run, dict):
+        raise InputError(f"--resume {args.resume}: run.json has no 'invocation'")
+    args.matrix = args.resume / "matrix.toml"
+    args.board, args.cmdline = run.get("board"), run.get("cmdline")
+    args.kernel_src, args.series = Path(run["kernel_src"]), Path(run["series"])
+    args.patch = [Path(p) for p in run.get("patches", [])]
+
+
+def _provenance_info(args: argparse.Namespace, prepared: dict[str, Prepared], qemu_version: str,
+                     mat: matrix.Matrix) -> dict[str, object]:
+    kernels = {}
+    for name, p in prepared.items():
+        k = p.kernel
+        info = json.loads((k.directory / "build.json").read_text())
+        kernels[name] = {"release": k.release, "source": k.source, "source_identity": k.source_identity,
+                         "series_hash": k.series_hash, "patches": info.get("patches", []),
+                         "config_hash": k.config_hash, "defconfig": info.get("defconfig"),
+                         "fragments": info.get("fragments"), "build_key": k.key}
+    return {
+        "invocation": {"matrix": str(mat.path), "board": args.board, "cmdline": args.cmdline,
+                       "kernel_src": str(args.kernel_src), "series": str(args.series.resolve()),
+                       "patches": [str(p.resolve()) for p in args.patch], "jobs": args.jobs,
+                       "retries": args.retries},
+        "matrix": mat.name, "kernels": kernels, "qemu": qemu_version,
+        "toolchain": next(iter(prepared.values())).kernel.toolchain,
+        "host": platform.node(), "harness_version": _harness_version(),
+    }
+
+
+def _harness_version() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(kbuild.REPO_ROOT), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        _resume_args(args)
     mat = matrix.load_matrix(args.matrix)
     if args.board is not None:
         boards.load_board(args.board)  # an unknown board is named as such
@@ -189,16 +241,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _list_cells(mat, cells)
     if args.jobs < 1:
         raise InputError("-j/--jobs must be at least 1")
+    if args.retries < 0:
+        raise InputError("--retries must be 0 or more")
     qemu_version = qemu.qemu_version()
     with Reporter(out) as rep:
         prepared = _prepare([c.board for c in cells], args, rep)
-    run_dir = results.ResultsDir(args.results)
+    info = _provenance_info(args, prepared, qemu_version, mat)
+    run_dir = results.ResultsDir(args.results, resume=args.resume)
+    if args.resume is not None:
+        before = json.loads((args.resume / "run.json").read_text()).get("kernels", {})
+        changed = [n for n, k in info["kernels"].items()  # type: ignore[attr-defined]
+                   if n in before and before[n].get("build_key") != k["build_key"]]
+        if changed:
+            raise InputError(f"--resume {args.resume}: the kernel for {', '.join(changed)} changed since "
+                             "the run started (series, config or source); start a new run")
+        done_slugs = run_dir.done_cells()
+        out.print(f"resuming {run_dir.run_id}: {len(done_slugs)} of {len(cells)} cell(s) already done")
+    else:
+        done_slugs = set()
+        run_dir.write_provenance(info, [boards.BOARDS_DIR / f"{b}.toml" for b in prepared], mat.path)
     provenance = {name: results.Provenance(p.kernel.release, p.kernel.source, p.kernel.series_hash,
                                            p.kernel.config_hash, p.kernel.toolchain, qemu_version)
                   for name, p in prepared.items()}
+    todo = [c for c in cells if c.slug not in done_slugs]
+    done: list[CellResult] = []
     try:
         jobs, cmdlines = [], {}
-        for cell in cells:
+        for cell in todo:
             spec = _spec(prepared[cell.board], cell.cmdline)
             cmdlines[cell.name] = spec.cmdline
             expectation = expect_for(cell, prepared[cell.board], spec.cmdline)
@@ -208,18 +277,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         def write(result: CellResult) -> None:
             suite = results.cell_testsuite(result, provenance[result.cell.board],
                                            cmdlines[result.cell.name], run_dir.timestamp)
-            run_dir.write_cell(result.cell.slug, suite)
+            run_dir.write_cell(result.cell.slug, suite, results.cell_metrics(result))
+            done.append(result)
 
-        parallel = min(args.jobs, len(jobs))
-        out.print(f"running {len(jobs)} cell(s) of matrix {mat.name}, {parallel} at a time")
-        done = runner.run_jobs(jobs, parallel, write, out)
-        final = run_dir.finish([c.slug for c in cells], done)
+        parallel = max(1, min(args.jobs, len(jobs)))
+        out.print(f"running {len(jobs)} cell(s) of matrix {mat.name}, {parallel} at a time"
+                  + (f", up to {args.retries} retries each" if args.retries else ""))
+        finished = runner.run_jobs(jobs, parallel, write, out, retries=args.retries)
+        final = run_dir.finish([c.slug for c in cells], finished)
     except BaseException:
-        run_dir.discard()
+        if not done and args.resume is None:
+            run_dir.discard()
+        else:
+            err.print(f"cma-harness: {len(run_dir.done_cells())} of {len(cells)} cell(s) are kept in "
+                      f"{run_dir.partial}; 'cma-harness run --resume {run_dir.partial}' completes the run",
+                      markup=False)
         raise
-    results.print_summary(done, out, final)
+    results.print_summary(finished, out, final)
+    if len(finished) < len(cells):
+        out.print(f"(and {len(cells) - len(finished)} cell(s) from before the interruption)")
     out.print(f"JUnit: {final / 'junit.xml'}")
-    return results.exit_status(done)
+    return results.exit_status_of_run(final) if len(finished) < len(cells) else results.exit_status(finished)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ suite's ``<system-out>``.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 import secrets
 import shutil
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from harness.cell import CellResult
 from harness.checks import Status
+from harness.errors import InputError
 
 # XML 1.0 forbids most C0 control characters; console logs hold some (escape
 # sequences of the shell's line editor).
@@ -114,11 +117,53 @@ def build_junit(cells: Sequence[CellResult], provenance: Provenance, full_cmdlin
     return xml
 
 
+def cell_metrics(result: CellResult) -> dict[str, object]:
+    """The CMA metrics of one cell for ``metrics.json``, grouped from its properties.
+
+    Shape: ``{"board", "cmdline", "status", "seconds", "boot_seconds",
+    "areas": {name: {"base": "0x..", "size": bytes}}, "reserved_mib",
+    "counters": {"<suite>.<before|after>.<area>.<counter>": int},
+    "latency_us": {"<suite>": {"min", "median", "max", "n"}}, "xfail", "flaky"}``;
+    latencies in microseconds, sizes in bytes (``reserved_mib`` in MiB).
+    """
+    props = result.properties
+    areas: dict[str, dict[str, object]] = {}
+    counters: dict[str, int] = {}
+    latency: dict[str, dict[str, int]] = {}
+    for key, value in props.items():
+        if m := re.fullmatch(r"area\.(.+)\.(base|size)", key):
+            areas.setdefault(m.group(1), {})[m.group(2)] = value if m.group(2) == "base" else int(value)
+        elif (m := re.fullmatch(r"(cma-test\S*)/(\S+?)\.((?:before|after)\.\S+)", key)) and value.isdigit():
+            counters[f"{m.group(1)}/{m.group(2)}.{m.group(3)}"] = int(value)
+        elif (m := re.fullmatch(r"(\S+)\.latency_us\.(min|median|max|n)", key)) and value.isdigit():
+            latency.setdefault(m.group(1), {})[m.group(2)] = int(value)
+    return {
+        "board": result.cell.board, "cmdline": result.cell.cmdline, "status": result.status.value,
+        "seconds": round(result.seconds, 3), "boot_seconds": result.boot_seconds,
+        "reserved_mib": int(props["cma.reserved_mib"]) if props.get("cma.reserved_mib", "").isdigit()
+        else None,
+        "areas": areas, "counters": counters, "latency_us": latency,
+        "xfail": props.get("xfail.outcome"), "flaky": props.get("retry.flaky") == "true",
+    }
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.rename(path)
+
+
 def exit_status(cells: Sequence[CellResult]) -> int:
     """0 when every cell met its expectation, 1 otherwise (a failure or error in a check)."""
     if not cells:
         return 2
     return 0 if all(c.status in (Status.PASS, Status.SKIP) for c in cells) else 1
+
+
+def exit_status_of_run(run_dir: Path) -> int:
+    """0 when the run's junit.xml has no failure and no error, else 1 (for resumed runs)."""
+    xml = JUnitXml.fromfile(str(run_dir / "junit.xml"))
+    return 1 if any(s.failures or s.errors for s in xml) else 0
 
 
 def _cma_column(result: CellResult) -> str:
@@ -145,6 +190,8 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
         verdict = f"[{style[r.status]}]{r.status.value.upper()}[/]"
         if r.properties.get("xfail.outcome") == "failed as expected":
             verdict = "[yellow]XFAIL[/]"
+        elif r.properties.get("retry.flaky") == "true":
+            verdict = f"[yellow]FLAKY ({r.properties.get('retry.attempts')} attempts)[/]"
         table.add_row(
             r.cell.name, verdict,
             f"{passed}/{len(r.checks) - skipped}" + (f" ({skipped} skipped)" if skipped else ""),
@@ -158,55 +205,111 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
 
 
 class ResultsDir:
-    """A run's results directory, written under a hidden name and renamed when complete.
+    """A run's results directory: written cell by cell, published when complete.
 
-    Layout: ``<root>/<run-id>/{junit.xml, cells/<cell>.xml, logs/<cell>.log}``;
-    ``<root>/latest`` points at the newest complete run.  Each cell's
-    testsuite is written to ``cells/`` the moment the cell finishes (to a
-    temporary name, then renamed), so an interrupted run keeps every finished
-    cell; :meth:`finish` assembles ``junit.xml`` from them.  :meth:`discard`
-    removes a partial run.
+    Layout of ``<root>/<run-id>/``: ``run.json`` (provenance: run id,
+    timestamp, kernel source and version, series and per-patch hashes, config
+    hashes, toolchain, QEMU, the command), ``boards/*.toml`` and ``matrix.toml``
+    (copies of what was used), ``cells/<cell>.xml`` and ``cells/<cell>.json``
+    (each finished cell's testsuite and CMA metrics, written the moment it
+    finishes, atomically), ``logs/<cell>.log``, and at the end ``junit.xml``
+    and ``metrics.json`` assembled from the cells.  While running it is
+    ``<root>/.<run-id>.partial``; an interrupted run (Ctrl-C, a crash, a full
+    disk) keeps it, with every finished cell, for ``run --resume``.
+    ``<root>/latest`` points at the newest complete run.
     """
 
-    def __init__(self, root: Path) -> None:
-        stamp = dt.datetime.now(dt.UTC)
-        self.timestamp = stamp
-        self.run_id = stamp.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        self.root = root
-        self.partial = root / f".{self.run_id}.partial"
-        self.final = root / self.run_id
+    def __init__(self, root: Path, resume: Path | None = None) -> None:
+        """A new run directory under ``root``, or the unfinished one ``resume`` to complete.
+
+        Raises:
+            InputError: ``resume`` is not an unfinished run directory.
+        """
+        if resume is not None:
+            info = self.unfinished(resume)
+            self.run_id = str(info["run_id"])
+            self.timestamp = dt.datetime.fromisoformat(str(info["timestamp"]))
+            self.root = resume.parent
+            self.partial = resume
+        else:
+            stamp = dt.datetime.now(dt.UTC)
+            self.timestamp = stamp
+            self.run_id = stamp.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+            self.root = root
+            self.partial = root / f".{self.run_id}.partial"
+        self.final = self.root / self.run_id
         self.logs = self.partial / "logs"
         self.cells = self.partial / "cells"
-        self.logs.mkdir(parents=True)
-        self.cells.mkdir()
-        self._written: list[str] = []
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.cells.mkdir(exist_ok=True)
+
+    @staticmethod
+    def unfinished(path: Path) -> dict[str, object]:
+        """The ``run.json`` of the unfinished run directory ``path``.
+
+        Raises:
+            InputError: ``path`` is missing, already complete, or has no run.json.
+        """
+        if not path.is_dir():
+            raise InputError(f"--resume {path}: no such directory")
+        if (path / "junit.xml").exists():
+            raise InputError(f"--resume {path}: the run is already complete")
+        try:
+            info = json.loads((path / "run.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--resume {path}: not an unfinished cma-harness run "
+                             f"(run.json unreadable: {exc})") from exc
+        if not isinstance(info, dict) or "run_id" not in info:
+            raise InputError(f"--resume {path}: run.json has no run_id")
+        return info
+
+    def done_cells(self) -> set[str]:
+        """Slugs of the cells already written (an interrupted run's finished cells)."""
+        return {p.stem for p in self.cells.glob("*.xml")}
+
+    def write_provenance(self, info: dict[str, object], board_files: list[Path], matrix_file: Path) -> None:
+        """Write run.json and copies of the board files and the matrix (first thing a run does)."""
+        (self.partial / "boards").mkdir(exist_ok=True)
+        for path in board_files:
+            shutil.copy2(path, self.partial / "boards" / path.name)
+        shutil.copy2(matrix_file, self.partial / "matrix.toml")
+        _write_json(self.partial / "run.json", {"run_id": self.run_id,
+                                                "timestamp": self.timestamp.isoformat(), **info})
 
     def log_path(self, slug: str) -> Path:
         return self.logs / f"{slug}.log"
 
-    def write_cell(self, slug: str, suite: TestSuite) -> Path:
-        """Write one finished cell's testsuite to ``cells/<slug>.xml`` atomically."""
+    def write_cell(self, slug: str, suite: TestSuite, metrics: dict[str, object] | None = None) -> Path:
+        """Write one finished cell's testsuite (and metrics) to ``cells/`` atomically."""
         xml = JUnitXml("cma-harness")
         xml.add_testsuite(suite)
         xml.update_statistics()
+        if metrics is not None:
+            _write_json(self.cells / f"{slug}.json", metrics)
         tmp = self.cells / f".{slug}.xml.tmp"
         xml.write(str(tmp), pretty=True)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
         path = self.cells / f"{slug}.xml"
         tmp.rename(path)
-        self._written.append(slug)
         return path
 
     def finish(self, order: Sequence[str], cells: Sequence[CellResult]) -> Path:
-        """Assemble junit.xml from the cells' files (in ``order``, slugs), publish the run.
+        """Assemble junit.xml and metrics.json from the cells' files (``order``: slugs), publish.
 
         Points ``cells``' log paths at their final place and ``latest`` at this run.
         """
         xml = JUnitXml("cma-harness")
+        metrics = {}
         for slug in order:
             for suite in JUnitXml.fromfile(str(self.cells / f"{slug}.xml")):
                 xml.add_testsuite(suite)
+            mfile = self.cells / f"{slug}.json"
+            if mfile.is_file():
+                metrics[slug] = json.loads(mfile.read_text())
         xml.update_statistics()
         xml.write(str(self.partial / "junit.xml"), pretty=True)
+        _write_json(self.partial / "metrics.json", metrics)
         self.partial.rename(self.final)
         for c in cells:
             c.log = self.final / "logs" / c.log.name
@@ -217,4 +320,5 @@ class ResultsDir:
         return self.final
 
     def discard(self) -> None:
+        """Remove the run directory (nothing was run: bad input before the first cell)."""
         shutil.rmtree(self.partial, ignore_errors=True)

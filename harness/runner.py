@@ -112,9 +112,39 @@ class CellProgress:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def with_retries(job: Job, retries: int) -> CellResult:
+    """Run ``job``, rerunning it up to ``retries`` times while it fails (FAIL or ERROR).
+
+    Each failed attempt's console log is kept as ``<cell>.attempt<N>.log``.  A
+    cell that passes on a retry is never silently green: it gets properties
+    ``retry.flaky=true`` and ``retry.attempts``, and a skipped ``flaky``
+    testcase naming the first failure.  xfail cells are not retried.
+    """
+    result = job.run(job.log)
+    attempt = 1
+    first_failure = ""
+    while result.status in (Status.FAIL, Status.ERROR) and attempt <= retries and not job.cell.xfail:
+        bad = next(c for c in result.checks if c.status in (Status.FAIL, Status.ERROR))
+        first_failure = first_failure or f"{bad.name}: {bad.message}"
+        job.log.rename(job.log.with_name(f"{job.log.stem}.attempt{attempt}.log"))
+        attempt += 1
+        result = job.run(job.log)
+    if attempt == 1:
+        return result
+    props = {**result.properties, "retry.attempts": str(attempt)}
+    if result.status in (Status.PASS, Status.SKIP):
+        props["retry.flaky"] = "true"
+        checks = [*result.checks, CheckResult(
+            "flaky", Status.SKIP, f"passed on attempt {attempt} after failing: {first_failure}")]
+        return replace(result, checks=checks, properties=props)
+    return replace(result, properties=props)
+
+
 def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[CellResult], None],
-             console: Console) -> list[CellResult]:
+             console: Console, retries: int = 0) -> list[CellResult]:
     """Run ``jobs`` with at most ``parallel`` guests at once; results in job order.
+
+    ``retries``: see :func:`with_retries`.
 
     ``on_done`` is called (in the calling thread) with each result as soon as
     its cell finishes.  On Ctrl-C (KeyboardInterrupt) or any other exception,
@@ -137,7 +167,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[CellResult],
                     on_done(results[i])
                     progress.finished(results[i])
                 else:
-                    futures[pool.submit(job.run, job.log)] = i
+                    futures[pool.submit(with_retries, job, retries)] = i
             for fut in cf.as_completed(futures):
                 i = futures[fut]
                 results[i] = apply_xfail(fut.result())

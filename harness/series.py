@@ -76,6 +76,24 @@ def parse_series(series_file: Path, base: str | None = None) -> Series:
     return Series(series_file, tuple(patches))
 
 
+def with_extra_patches(series: Series, extra: list[Path]) -> Series:
+    """``series`` with the patch files ``extra`` appended (``-p1``), e.g. a patch under review.
+
+    Raises:
+        InputError: an extra patch does not exist or is not readable.
+    """
+    patches = list(series.patches)
+    for path in extra:
+        if not path.is_file():
+            raise InputError(f"patch {path} not found")
+        try:
+            sha = file_digest(path)
+        except OSError as exc:
+            raise InputError(f"cannot read patch {path}: {exc.strerror}") from exc
+        patches.append(Patch(f"extra/{path.name}", path.resolve(), 1, sha))
+    return Series(series.path, tuple(patches))
+
+
 def _rejected_hunks(tree: Path, patch_output: str) -> str:
     """Collect the content of the ``.rej`` files ``patch`` mentioned in its output."""
     texts = []

@@ -104,3 +104,57 @@ def test_each_finished_cell_is_on_disk_before_the_run_ends(tmp_path: Path) -> No
     final = run_dir.finish([cell.slug], [result])
     assert "vexpress-a9:cma=32M" in (final / "junit.xml").read_text()
     assert (tmp_path / "results" / "latest").resolve() == final
+
+
+def test_a_cell_that_passes_on_retry_is_flaky_never_silently_green(tmp_path: Path) -> None:
+    outcomes = [Status.FAIL, Status.PASS]
+    cell = Cell("b", "cma=8M")
+
+    def work(log: Path) -> CellResult:
+        return _result(cell, log, outcomes.pop(0))
+
+    [res] = run_jobs([Job(cell, tmp_path / "c.log", work)], 1, lambda r: None, _quiet(), retries=2)
+    assert res.status is Status.PASS
+    assert res.properties["retry.flaky"] == "true" and res.properties["retry.attempts"] == "2"
+    assert res.checks[-1].name == "flaky" and res.checks[-1].status is Status.SKIP
+    assert (tmp_path / "c.attempt1.log").is_file()
+    # A cell failing every time stays failed, with the attempts counted.
+    always = Cell("b", "cma=9M")
+    [bad] = run_jobs([Job(always, tmp_path / "d.log", lambda log: _result(always, log, Status.FAIL))],
+                     1, lambda r: None, _quiet(), retries=1)
+    assert bad.status is Status.FAIL and bad.properties["retry.attempts"] == "2"
+    assert "retry.flaky" not in bad.properties
+
+
+def test_interrupted_run_keeps_finished_cells_for_resume(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+
+    from harness.errors import InputError
+    from harness.results import cell_metrics
+
+    run_dir = ResultsDir(tmp_path)
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text("boards = ['b']\n")
+    run_dir.write_provenance({"invocation": {"kernel_src": "k", "series": "s"}}, [], matrix_file)
+    cell = Cell("vexpress-a9", "cma=32M")
+    result = _result(cell, run_dir.log_path(cell.slug), Status.PASS)
+    result.properties.update({"area.reserved.base": "0x7e000000", "area.reserved.size": "33554432",
+                              "cma-test/alloc-free.latency_us.median": "298",
+                              "cma-test/alloc-free.after.reserved.alloc_pages_fail": "3",
+                              "cma.reserved_mib": "32"})
+    suite = cell_testsuite(result, PROV, "", dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
+    run_dir.write_cell(cell.slug, suite, cell_metrics(result))
+    # The process dies here: the partial directory stays, with the finished cell.
+    resumed = ResultsDir(tmp_path, resume=run_dir.partial)
+    assert resumed.run_id == run_dir.run_id and resumed.done_cells() == {cell.slug}
+    final = resumed.finish([cell.slug], [])
+    metrics = json.loads((final / "metrics.json").read_text())[cell.slug]
+    assert metrics["areas"] == {"reserved": {"base": "0x7e000000", "size": 33554432}}
+    assert metrics["latency_us"] == {"cma-test/alloc-free": {"median": 298}}
+    assert metrics["counters"] == {"cma-test/alloc-free.after.reserved.alloc_pages_fail": 3}
+    assert metrics["reserved_mib"] == 32
+    with pytest.raises(InputError, match="already complete"):
+        ResultsDir(tmp_path, resume=final)
+    with pytest.raises(InputError, match="not an unfinished cma-harness run"):
+        ResultsDir(tmp_path, resume=tmp_path)
