@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from junitparser import JUnitXml
@@ -140,9 +141,9 @@ def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:
     assert (run_dirs[0] / "logs" / "vexpress-a9_cma=64M.log").is_file()
 
 
-def _suites(junit: Path) -> dict[str, dict[str, object]]:
+def _suites(junit: Path) -> dict[str, dict[str, Any]]:
     """{cell: {testcase: case}} plus the cell's properties under the key ``"@props"``."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for suite in JUnitXml.fromfile(str(junit)):
         out[suite.name] = {c.name: c for c in suite}
         out[suite.name]["@props"] = {p.name: p.value for p in suite.properties()}
