@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--board")
     parser.add_argument("--cmdline")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--warmup", action="store_true", help="one untimed run first (cold cache)")
     args = parser.parse_args()
     filters = ["-m", str(args.matrix)]
     filters += ["--board", args.board] if args.board else []
@@ -77,7 +78,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-matrix-") as tmp_name:
         tmp = Path(tmp_name)
-        _run([*filters, "-j1"], tmp / "warmup")  # builds/caches everything; not timed
+        if args.warmup:
+            _run([*filters, "-j1"], tmp / "warmup")  # builds/caches everything; not timed
         t_par = _run([*filters, f"-j{args.jobs}"], tmp / "par")
         t_one = _run([*filters, "-j1"], tmp / "one")
         logs = tmp / "par" / "latest" / "logs"

@@ -463,6 +463,14 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
         shutil.rmtree(final, ignore_errors=True)
         publish_dir(staging, final)
         return _load_build(final)
+    except (BuildError, ConfigError) as exc:
+        # The staging directory goes away: keep its log where the message says.
+        kept = cache_root() / "logs" / f"build-{key[:16]}.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        if log.is_file():
+            shutil.copy2(log, kept)
+        raise type(exc)(str(exc).replace(str(log), str(kept)) +
+                        ("" if str(log) in str(exc) else f" (make output: {kept})")) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
