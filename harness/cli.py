@@ -283,7 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         parallel = max(1, min(args.jobs, len(jobs)))
         out.print(f"running {len(jobs)} cell(s) of matrix {mat.name}, {parallel} at a time"
                   + (f", up to {args.retries} retries each" if args.retries else ""))
-        finished = runner.run_jobs(jobs, parallel, write, out, retries=args.retries)
+        finished = runner.run_jobs(jobs, parallel, write, out, retries=args.retries,
+                                   previous=results.previous_seconds(args.results))
         final = run_dir.finish([c.slug for c in cells], finished)
     except BaseException:
         if not done and args.resume is None:

@@ -147,6 +147,15 @@ def cell_metrics(result: CellResult) -> dict[str, object]:
     }
 
 
+def previous_seconds(root: Path) -> dict[str, float]:
+    """Seconds each cell took in ``root/latest`` (its metrics.json), by slug; ``{}`` if none."""
+    try:
+        metrics = json.loads((root / "latest" / "metrics.json").read_text())
+        return {slug: float(m["seconds"]) for slug, m in metrics.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def _write_json(path: Path, data: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

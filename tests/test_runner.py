@@ -158,3 +158,20 @@ def test_interrupted_run_keeps_finished_cells_for_resume(tmp_path: Path) -> None
         ResultsDir(tmp_path, resume=final)
     with pytest.raises(InputError, match="not an unfinished cma-harness run"):
         ResultsDir(tmp_path, resume=tmp_path)
+
+
+def test_longest_cells_start_first(tmp_path: Path) -> None:
+    from harness.runner import estimated_seconds
+
+    started: list[str] = []
+
+    def work(cell: Cell, log: Path) -> CellResult:
+        started.append(cell.cmdline)
+        return _result(cell, log, Status.PASS)
+
+    cells = [Cell("b", "short"), Cell("b", "migrate", suites=("migrate",)), Cell("b", "known")]
+    assert estimated_seconds(cells[1], {}) > estimated_seconds(cells[0], {})
+    jobs = [Job(c, tmp_path / f"{c.cmdline}.log", functools.partial(work, c)) for c in cells]
+    res = run_jobs(jobs, 1, lambda r: None, _quiet(), previous={"b_known": 99.0})
+    assert started == ["known", "migrate", "short"]
+    assert [r.cell.cmdline for r in res] == ["short", "migrate", "known"]
