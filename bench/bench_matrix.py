@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_cell import BENCH_MOUNTS  # bench/ is on sys.path when run as a script
+
 from harness import boards, kbuild, matrix, qemu, rootfs
 from harness.series import parse_series
 
@@ -31,15 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "harness.cli"]
 # The harness's command lines: echo 'xxxxx''yyyyy'B; CMD; echo 'xxxxx''yyyyy'E $?
 _SENT = re.compile(r"^echo '(\w+)''(\w+)'B; (.*); echo '\1''\2'E \$\?\r?$")
-BENCH_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug
-mkdir -p /tmp
-mount -t tmpfs tmpfs /tmp
-for w in $(cat /proc/cmdline); do
+BENCH_INIT = BENCH_MOUNTS + """for w in $(cat /proc/cmdline); do
 	case "$w" in cmaharness.bench=*) cell=${w#cmaharness.bench=} ;; esac
 done
 sh /bench/"$cell".sh > /dev/console 2>&1
