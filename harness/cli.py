@@ -56,7 +56,8 @@ def _oracle_boot(board: boards.Board, kernel: kbuild.KernelBuild,
         return oracle.boot_from_files(
             ram=board.ram, release=kernel.release, config=kernel.directory / "config",
             system_map=kernel.directory / "System.map", dtb=dtb, initrd=initramfs.path,
-            zimage=kernel.zimage, dtb_total_size=None if board.dtb else dtb.stat().st_size)
+            zimage=kernel.zimage, dtb_total_size=None if board.dtb else dtb.stat().st_size,
+            loader=board.loader)
 
 
 def expect_for(cell: matrix.Cell, ready: Prepared, full_cmdline: str) -> ReservationCheck | None:
@@ -250,8 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = results.ResultsDir(args.results, resume=args.resume)
     if args.resume is not None:
         before = json.loads((args.resume / "run.json").read_text()).get("kernels", {})
-        changed = [n for n, k in info["kernels"].items()  # type: ignore[attr-defined]
-                   if n in before and before[n].get("build_key") != k["build_key"]]
+        changed = [n for n, p in prepared.items()
+                   if n in before and before[n].get("build_key") != p.kernel.key]
         if changed:
             raise InputError(f"--resume {args.resume}: the kernel for {', '.join(changed)} changed since "
                              "the run started (series, config or source); start a new run")

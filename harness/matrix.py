@@ -133,6 +133,13 @@ def _names(raw: Any, where: str, key: str, known: tuple[str, ...] | None = None)
     return tuple(raw)
 
 
+def _refuse_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(raw) - known
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(known))})")
+
+
 def _reason(raw: dict[str, Any], key: str, where: str) -> str:
     value = raw.get(key, "")
     if not isinstance(value, str) or (key in raw and not value.strip()):
@@ -159,10 +166,7 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
             suite, an unsafe cmdline, a cell listed twice, or a matrix that
             expands to no cell; the message names the file and the key.
     """
-    unknown_top = set(data) - _TOP_KEYS
-    if unknown_top:
-        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown_top))} "
-                         f"(known: {', '.join(sorted(_TOP_KEYS))})")
+    _refuse_unknown(data, _TOP_KEYS, str(path))
     boards = data.get("boards")
     if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
         raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
@@ -190,10 +194,7 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
         where = f"{path}: cells[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        unknown = set(raw) - _CELL_KEYS
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(sorted(_CELL_KEYS))})")
+        _refuse_unknown(raw, _CELL_KEYS, where)
         cmdline = _cmdline(raw.get("cmdline", ""), where)
         expect = _expectation(raw["expect"], where) if "expect" in raw else None
         cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else suites

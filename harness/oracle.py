@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.boards import MemoryBank
+from harness.boards import Loader, MemoryBank
 from harness.checks import CmaExpectation, parse_cma_lines
 from harness.cmdline import memparse
 from harness.errors import EnvironmentProblem, InputError
@@ -53,6 +53,7 @@ QEMU_KERNEL_LOAD_ADDR = 0x10000  # hw/arm/boot.c: KERNEL_LOAD_ADDR
 QEMU_DTB_PAD = 10000  # softmmu/device_tree.c load_device_tree(): (size + 10000) * 2
 
 OUTCOMES = ("reserved", "failed", "none")
+QEMU_LOADER = Loader()  # hw/arm/boot.c's rule: initrd at base + min(RAM / 2, 128 MiB), dtb 4 KiB-aligned
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -1178,18 +1179,22 @@ class QemuLoad:
 
 
 def qemu_arm_load(ram: tuple[MemoryBank, ...], zimage_size: int, initrd_size: int,
-                  dtb_file_size: int, dtb_total_size: int | None = None) -> QemuLoad:
+                  dtb_file_size: int, dtb_total_size: int | None = None,
+                  loader: Loader = QEMU_LOADER) -> QemuLoad:
     """Apply arm_setup_direct_kernel_boot()'s rules (QEMU 7.2) to a RAM map.
 
     ``dtb_total_size`` overrides the computed ``fdt_totalsize()`` (machines
-    such as ``virt`` generate their dtb instead of loading a file).
+    such as ``virt`` generate their dtb instead of loading a file).  ``loader``
+    is the board's ``[loader]`` table: the initrd goes at RAM base +
+    ``min(ram / 2, loader.initrd_offset)``, the dtb after it aligned to
+    ``loader.dtb_align``.
     """
     loader_start = ram[0].base
     ram_size = sum(bank.size for bank in ram)
     zimage = MemoryBank(loader_start + QEMU_KERNEL_LOAD_ADDR, zimage_size)
-    initrd_start = max(loader_start + min(ram_size // 2, 128 * SZ_1M), zimage.base + zimage_size)
+    initrd_start = max(loader_start + min(ram_size // 2, loader.initrd_offset), zimage.base + zimage_size)
     initrd_start = _align_up(initrd_start, PAGE_SIZE)
-    dtb_start = _align_up(initrd_start + initrd_size, 4096)
+    dtb_start = _align_up(initrd_start + initrd_size, loader.dtb_align)
     total = dtb_total_size if dtb_total_size is not None else (dtb_file_size + QEMU_DTB_PAD) * 2
     return QemuLoad(zimage, MemoryBank(initrd_start, initrd_size), MemoryBank(dtb_start, total))
 
@@ -1209,7 +1214,7 @@ def decompressor_phys_offset(ram: tuple[MemoryBank, ...], zimage_base: int) -> i
 
 def boot_from_files(*, ram: tuple[MemoryBank, ...], release: str, config: Path, system_map: Path,
                     dtb: Path, initrd: Path | int | None, zimage: Path,
-                    dtb_total_size: int | None = None) -> CmaBoot:
+                    dtb_total_size: int | None = None, loader: Loader = QEMU_LOADER) -> CmaBoot:
     """Build a :class:`CmaBoot` from a built kernel and the files QEMU boots.
 
     ``ram`` is the board's RAM map (QEMU replaces the dtb's memory node with
@@ -1231,7 +1236,8 @@ def boot_from_files(*, ram: tuple[MemoryBank, ...], release: str, config: Path, 
     if missing:
         raise InputError(f"{system_map}: no symbol {', '.join(missing)}")
     initrd_size = initrd.stat().st_size if isinstance(initrd, Path) else initrd or 0
-    load = qemu_arm_load(ram, zimage.stat().st_size, initrd_size, dtb.stat().st_size, dtb_total_size)
+    load = qemu_arm_load(ram, zimage.stat().st_size, initrd_size, dtb.stat().st_size, dtb_total_size,
+                         loader)
     phys_offset = decompressor_phys_offset(ram, load.zimage.base)
 
     def pa(virt: int) -> int:
