@@ -8,15 +8,17 @@ board is adding a file.
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness import paths
 from harness.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARDS_DIR = REPO_ROOT / "boards"
+BOARDS_DIR = paths.BOARDS_DIR
+BOARDS_ENV = "CMA_HARNESS_BOARDS"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Board:
         console: the serial console device, e.g. ``ttyAMA0``.
         kernel_args: arguments every boot of this board gets (console, earlycon...).
         qemu_args: extra QEMU arguments for this board.
+        file: the board file it was loaded from (fragments named by the board
+            are looked up beside it first); None for a board built in code.
     """
 
     name: str
@@ -81,6 +85,7 @@ class Board:
     console: str
     kernel_args: tuple[str, ...]
     qemu_args: tuple[str, ...]
+    file: Path | None = None
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -153,24 +158,35 @@ def parse_board(name: str, data: dict[str, Any], where: str) -> Board:
     )
 
 
-def available_boards(boards_dir: Path = BOARDS_DIR) -> list[str]:
-    """Names of the boards that have a file in ``boards_dir``, sorted."""
-    return sorted(p.stem for p in boards_dir.glob("*.toml"))
+def board_dirs() -> tuple[Path, ...]:
+    """Where boards are looked up, first match wins: the user's directories, then the packaged ones.
+
+    The user's directories come from ``CMA_HARNESS_BOARDS`` (``os.pathsep``-separated;
+    the CLI's ``--boards-dir`` sets it, so cell jobs run elsewhere see the same boards).
+    """
+    user = [Path(p) for p in os.environ.get(BOARDS_ENV, "").split(os.pathsep) if p]
+    return (*user, BOARDS_DIR)
 
 
-def load_board(name: str, boards_dir: Path = BOARDS_DIR) -> Board:
-    """Load ``boards_dir/<name>.toml``.
+def available_boards(dirs: tuple[Path, ...] | None = None) -> list[str]:
+    """Names of the boards that have a ``<name>.toml`` in any of ``dirs`` (default: :func:`board_dirs`)."""
+    return sorted({p.stem for d in (dirs or board_dirs()) for p in d.glob("*.toml")})
+
+
+def load_board(name: str, dirs: tuple[Path, ...] | None = None) -> Board:
+    """Load ``<name>.toml`` from the first of ``dirs`` (default: :func:`board_dirs`) that has it.
 
     Raises:
         InputError: unknown board (the message lists the known ones), a TOML
             syntax error, or a missing/mistyped key.
     """
-    path = boards_dir / f"{name}.toml"
-    if "/" in name or not path.is_file():
-        known = ", ".join(available_boards(boards_dir)) or "none"
+    dirs = dirs or board_dirs()
+    path = next((d / f"{name}.toml" for d in dirs if (d / f"{name}.toml").is_file()), None)
+    if "/" in name or path is None:
+        known = ", ".join(available_boards(dirs)) or "none"
         raise InputError(f"unknown board '{name}' (known boards: {known})")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return parse_board(name, data, str(path))
+    return replace(parse_board(name, data, str(path)), file=path)

@@ -24,7 +24,7 @@ from types import FrameType
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from harness import boards, compare, kbuild, matrix, oracle, qemu, report, results, rootfs, runner
+from harness import boards, compare, kbuild, matrix, oracle, paths, qemu, report, results, rootfs, runner
 from harness.cell import CellResult, ReservationCheck, oracle_expectation, run_cell
 from harness.checks import CheckResult, Status
 from harness.cmdline import validate_cmdline
@@ -80,6 +80,23 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="apply this patch after the series (repeatable): a patch under review")
     p.add_argument("--build-jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="make -j for the kernel build (default: CPU count)")
+    _boards_dir(p)
+
+
+def _boards_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--boards-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="look up boards (NAME.toml) and their fragments here first (repeatable)")
+
+
+def _use_boards_dirs(dirs: list[Path]) -> None:
+    """Put ``--boards-dir`` in front of the board search path (``boards.BOARDS_ENV``)."""
+    for d in dirs:
+        if not d.is_dir():
+            raise InputError(f"--boards-dir {d}: not a directory")
+    if dirs:
+        previous = os.environ.get(boards.BOARDS_ENV, "")
+        os.environ[boards.BOARDS_ENV] = os.pathsep.join(
+            [*(str(d.resolve()) for d in dirs), *([previous] if previous else [])])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,15 +151,15 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
     if args.build_jobs < 1:
         raise InputError("--build-jobs must be at least 1")
     prepared: dict[str, Prepared] = {}
-    built: dict[tuple[str, tuple[str, ...]], tuple[kbuild.KernelBuild, rootfs.Initramfs]] = {}
+    built: dict[tuple[str, tuple[Path, ...]], tuple[kbuild.KernelBuild, rootfs.Initramfs]] = {}
     for name, board in loaded.items():
-        key = (board.defconfig, board.fragments)
+        try:
+            request = kbuild.board_request(board.defconfig, board.fragments, source, series,
+                                           args.build_jobs, (board.file.parent,) if board.file else ())
+        except InputError as exc:
+            raise InputError(f"{board.file or name}: {exc}") from exc
+        key = (board.defconfig, request.fragments)
         if key not in built:
-            try:
-                request = kbuild.board_request(board.defconfig, board.fragments, source, series,
-                                               args.build_jobs)
-            except InputError as exc:
-                raise InputError(f"boards/{name}.toml: {exc}") from exc
             rep.step(f"kernel for {name}: {board.defconfig} + {', '.join(board.fragments)}, "
                      f"{len(series.patches)} patch(es) from {args.series}"
                      + (f" + {', '.join(p.name for p in args.patch)}" if args.patch else ""))
@@ -220,11 +237,14 @@ def _provenance_info(args: argparse.Namespace, prepared: dict[str, Prepared], qe
 
 
 def _harness_version() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(kbuild.REPO_ROOT), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """``git describe`` of a checkout, else the installed package's version."""
+    if paths.is_checkout():
+        try:
+            return subprocess.run(["git", "-C", str(paths.DATA_ROOT), "describe", "--always", "--dirty"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return paths.harness_version()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -260,7 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(f"resuming {run_dir.run_id}: {len(done_slugs)} of {len(cells)} cell(s) already done")
     else:
         done_slugs = set()
-        run_dir.write_provenance(info, [boards.BOARDS_DIR / f"{b}.toml" for b in prepared], mat.path)
+        run_dir.write_provenance(info, [p.board.file for p in prepared.values() if p.board.file],
+                                 mat.path)
     provenance = {name: results.Provenance(p.kernel.release, p.kernel.source, p.kernel.series_hash,
                                            p.kernel.config_hash, p.kernel.toolchain, qemu_version)
                   for name, p in prepared.items()}
@@ -340,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
                     "merge": cmd_merge}
+        _use_boards_dirs(getattr(args, "boards_dir", []))
         return commands[args.command](args)
     except PatchError as exc:
         err.print(f"cma-harness: error: {exc}", markup=False)

@@ -30,13 +30,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import paths
 from harness.cache import cache_root, digest, file_digest, publish_dir
 from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
 from harness.series import Series, TreeStateError, init_series_state, switch_series
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PATCHES_DIR = REPO_ROOT / "kernel-patches"
-FRAGMENTS_DIR = PATCHES_DIR / "fragments"
+PATCHES_DIR, FRAGMENTS_DIR = paths.PATCHES_DIR, paths.FRAGMENTS_DIR
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 CROSS_COMPILE = "arm-linux-gnueabihf-"
 RECIPE_VERSION = "2"  # bump when the way artifacts are produced changes
@@ -114,17 +113,23 @@ class KernelBuild:
 
 
 def board_request(defconfig: str, fragment_names: tuple[str, ...], source: KernelSource,
-                  series: Series, jobs: int) -> BuildRequest:
-    """A :class:`BuildRequest` for a board's defconfig and fragments (names in ``FRAGMENTS_DIR``).
+                  series: Series, jobs: int, search: tuple[Path, ...] = ()) -> BuildRequest:
+    """A :class:`BuildRequest` for a board's defconfig and fragments.
+
+    A fragment name is looked up in each of ``search`` (e.g. the directory of a
+    user's own board file), then in ``FRAGMENTS_DIR``.
 
     Raises:
-        InputError: a fragment file does not exist.
+        InputError: a fragment file does not exist in any of them.
     """
-    fragments = tuple(FRAGMENTS_DIR / f for f in fragment_names)
-    for frag in fragments:
-        if not frag.is_file():
-            raise InputError(f"fragment {frag.name} not found in {FRAGMENTS_DIR}")
-    return BuildRequest(source, series, defconfig, fragments, jobs)
+    fragments = []
+    for name in fragment_names:
+        where = [*search, FRAGMENTS_DIR]
+        found = next((d / name for d in where if (d / name).is_file()), None)
+        if found is None:
+            raise InputError(f"fragment {name} not found in {', '.join(map(str, where))}")
+        fragments.append(found)
+    return BuildRequest(source, series, defconfig, tuple(fragments), jobs)
 
 
 def check_host_tools() -> str:
@@ -186,7 +191,7 @@ def install_debian_source(path: Path, progress: Progress) -> None:
     if path.exists() or not m:
         return
     progress(f"{path} is missing: installing Debian's linux-source-{m.group(1)}")
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "install-deps.sh"), "--kernel-source",
+    result = subprocess.run(["bash", str(paths.INSTALL_DEPS), "--kernel-source",
                              m.group(1)], capture_output=True, text=True, check=False)
     if result.returncode != 0 or not path.exists():
         raise EnvironmentProblem(f"cannot install linux-source-{m.group(1)}: "
@@ -324,6 +329,29 @@ def verify_config(requested: dict[str, str], final_config: str) -> None:
         )
 
 
+# What make, gcc, ld and the kernel's scripts print when something is wrong:
+# "error:" (gcc, ld, kconfig), "not found" (/bin/sh: 1: rsync: not found),
+# "***" (make's own "*** [target] Error 2" and Kbuild's "*** Please install ...").
+_ERROR_LINE = re.compile(r"\berror:|\bnot found\b|\*\*\*|No such file or directory|"
+                         r"command not found|undefined reference", re.I)
+
+
+def first_error_lines(lines: list[str], most: int = 5) -> list[str]:
+    """The first ``most`` lines of a make output that say what went wrong, stripped.
+
+    Lines come from make, the compiler, the linker and the kernel's scripts; the
+    pattern is :data:`_ERROR_LINE`.  Repeated lines are kept once.
+    """
+    found: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text and _ERROR_LINE.search(text) and text not in found:
+            found.append(text[:300])
+            if len(found) == most:
+                break
+    return found
+
+
 class _MakeRunner:
     """Runs make in the tree with output going to a log file, reporting progress."""
 
@@ -346,9 +374,12 @@ class _MakeRunner:
             )
             assert proc.stdout is not None
             count = 0
+            errors: list[str] = []
             for line in proc.stdout:
                 log.write(line)
                 count += 1
+                if len(errors) < 50 and _ERROR_LINE.search(line):
+                    errors.append(line)
                 now = time.monotonic()
                 if now - last_report >= 0.5:
                     last_report = now
@@ -356,7 +387,9 @@ class _MakeRunner:
                                   f"{now - started:.0f}s: {line.strip()[:60]}")
             rc = proc.wait()
         if rc != 0:
-            raise BuildError(f"make {' '.join(targets)} failed (exit {rc}); full output in {self.log}")
+            said = "; ".join(first_error_lines(errors)) or "no error line in its output"
+            raise BuildError(f"make {' '.join(targets)} failed (exit {rc}): {said}; "
+                             f"full output in {self.log}")
 
 
 def _build_env() -> dict[str, str]:
@@ -438,13 +471,7 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
     log = staging / "build.log"
     make = _MakeRunner(tree, outdir, log, progress)
     try:
-        make(request.defconfig)
-        _merge_fragments(tree, outdir, request.fragments, log)
-        make("olddefconfig")
-        requested: dict[str, str] = {}
-        for frag in request.fragments:
-            requested.update(parse_fragment(frag.read_text()))
-        verify_config(requested, (outdir / ".config").read_text())
+        _configure(make, request)
         make("zImage", "dtbs", "modules", jobs=request.jobs)
         make("modules_install", f"INSTALL_MOD_PATH={staging / 'modules'}", "INSTALL_MOD_STRIP=1")
         make("headers_install", f"INSTALL_HDR_PATH={staging / 'headers'}")
@@ -473,6 +500,46 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
                         ("" if str(log) in str(exc) else f" (make output: {kept})")) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _configure(make: _MakeRunner, request: BuildRequest) -> None:
+    """defconfig, the fragments merged by merge_config.sh, olddefconfig; then verify every option.
+
+    Raises:
+        BuildError: make or merge_config.sh failed.
+        ConfigError: a requested option did not land in .config.
+    """
+    make(request.defconfig)
+    _merge_fragments(make.tree, make.outdir, request.fragments, make.log)
+    make("olddefconfig")
+    requested: dict[str, str] = {}
+    for frag in request.fragments:
+        requested.update(parse_fragment(frag.read_text()))
+    verify_config(requested, (make.outdir / ".config").read_text())
+
+
+def install_headers(request: BuildRequest, dest: Path, progress: Progress) -> Path:
+    """Prepare and configure ``request``'s tree, then ``make headers_install`` into ``dest``.
+
+    The quick first part of :func:`build_kernel` (no kernel is compiled), which
+    already needs the host compiler and libc, flex, bison, perl, patch, xz and
+    rsync: the clean-root test uses it to prove a host can build.  Returns the
+    patched tree (for :func:`harness.rootfs.compile_guest_programs`); the make
+    output goes to ``dest/headers.log``.
+
+    Raises:
+        EnvironmentProblem, PatchError, ConfigError, BuildError: as :func:`build_kernel`.
+    """
+    toolchain = check_host_tools()
+    dest.mkdir(parents=True, exist_ok=True)
+    with locked_tree(request.source) as tree:
+        prepare_tree(request.source, request.series, tree, progress)
+        outdir = cache_root() / "build" / f"cfg-{config_key(request, toolchain)}"
+        outdir.mkdir(parents=True, exist_ok=True)
+        make = _MakeRunner(tree, outdir, dest / "headers.log", progress)
+        _configure(make, request)
+        make("headers_install", f"INSTALL_HDR_PATH={dest}")
+    return tree
 
 
 def _merge_fragments(tree: Path, outdir: Path, fragments: tuple[Path, ...], log: Path) -> None:

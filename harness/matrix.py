@@ -38,12 +38,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness import paths
 from harness.boards import available_boards
 from harness.checks import CmaExpectation
 from harness.cmdline import validate_cmdline
 from harness.errors import InputError
 
-DEFAULT_MATRIX = Path(__file__).resolve().parent / "matrices" / "default.toml"
+DEFAULT_MATRIX = paths.DEFAULT_MATRIX
 _OUTCOMES = ("reserved", "failed", "none")
 # The suites of rootfs/cma-test (its suites[] table), plus the kernel's own
 # tools/testing/selftests/dmabuf-heaps run against the CMA heap.

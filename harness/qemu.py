@@ -76,7 +76,7 @@ def dump_dtb(board: Board, dest: Path) -> Path:
         EnvironmentProblem: QEMU failed to dump it.
     """
     argv = [QEMU, "-machine", f"{board.machine},dumpdtb={dest}", "-smp", str(board.smp),
-            "-display", "none"]
+            "-display", "none", "-nic", "none"]  # as at boot; no NIC needs no option ROM
     if board.cpu:
         argv += ["-cpu", board.cpu]
     if not board.memory_fixed:

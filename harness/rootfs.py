@@ -18,12 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import paths
 from harness.cache import cache_root, digest, file_digest, publish_dir
 from harness.errors import BuildError, EnvironmentProblem
 from harness.kbuild import CROSS_COMPILE, KernelBuild
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ROOTFS_DIR = REPO_ROOT / "rootfs"
+ROOTFS_DIR = paths.ROOTFS_DIR
 RECIPE_VERSION = "3"
 # The kernel's own test programs, cross-built from the patched tree: guest name -> source.
 SELFTESTS = {"dmabuf-heap": "tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c"}
@@ -69,13 +69,14 @@ def _inputs(kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
     return parts
 
 
-def compile_program(sources: list[Path], kernel: KernelBuild, out: Path,
+def compile_program(sources: list[Path], headers: Path, tree: Path, out: Path,
                     strict: bool = True) -> None:
     """Cross-compile C ``sources`` into the static ARM executable ``out``.
 
-    The kernel's exported UAPI headers (``headers/include``) come first on the
-    include path so programs see this series' uapi headers (e.g. cma-dev.h);
-    ``tools/testing/selftests`` of the tree follows, for kselftest.h.
+    The kernel's exported UAPI headers (``headers``: an ``INSTALL_HDR_PATH``)
+    come first on the include path so programs see this series' uapi headers
+    (e.g. cma-dev.h); ``tools/testing/selftests`` of the kernel ``tree``
+    follows, for kselftest.h.
     ``strict`` adds ``-Wall -Wextra -Werror`` (our own programs).
 
     Raises:
@@ -83,12 +84,34 @@ def compile_program(sources: list[Path], kernel: KernelBuild, out: Path,
     """
     warnings = ["-Wall", "-Wextra", "-Werror"] if strict else []
     argv = [CROSS_COMPILE + "gcc", "-static", "-O2", *warnings,
-            "-I", str(kernel.directory / "headers" / "include"),
-            "-I", str(kernel.tree / "tools" / "testing" / "selftests"), "-o", str(out),
+            "-I", str(headers / "include"),
+            "-I", str(tree / "tools" / "testing" / "selftests"), "-o", str(out),
             *map(str, sources)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BuildError(f"compiling guest program {out.name} failed:\n{result.stderr[:2000]}")
+
+
+def compile_guest_programs(headers: Path, tree: Path, bindir: Path,
+                           rootfs_dir: Path = ROOTFS_DIR) -> list[Path]:
+    """Compile every guest program of ``rootfs_dir`` and the kernel's own selftests into ``bindir``.
+
+    ``headers`` is the kernel's ``INSTALL_HDR_PATH`` and ``tree`` its patched
+    source (see :func:`compile_program`).  Returns the executables written.
+
+    Raises:
+        BuildError: a compiler failed.
+    """
+    bindir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for prog in guest_programs(rootfs_dir):
+        compile_program(sorted(prog.glob("*.c")), headers, tree, bindir / prog.name)
+        built.append(bindir / prog.name)
+    for name, source in SELFTESTS.items():
+        if (tree / source).is_file():
+            compile_program([tree / source], headers, tree, bindir / name, strict=False)
+            built.append(bindir / name)
+    return built
 
 
 def _spec(root: Path) -> str:
@@ -122,17 +145,14 @@ def _populate(root: Path, kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
         for name in ("build", "source"):  # links into the host's build tree
             for link in (root / "lib" / "modules").glob(f"*/{name}"):
                 link.unlink()
+    compile_guest_programs(kernel.directory / "headers", kernel.tree, root / "usr" / "bin", rootfs_dir)
     for prog in guest_programs(rootfs_dir):
-        (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-        compile_program(sorted(prog.glob("*.c")), kernel, root / "usr" / "bin" / prog.name)
         for sub in sorted(d for d in prog.iterdir() if d.is_dir()):
             shutil.copytree(sub, root / "usr" / "share" / prog.name / sub.name)
-    for name, source in SELFTESTS.items():
-        if (kernel.tree / source).is_file():
-            (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-            compile_program([kernel.tree / source], kernel, root / "usr" / "bin" / name, strict=False)
     if (rootfs_dir / "bin").is_dir():
         shutil.copytree(rootfs_dir / "bin", root / "usr" / "bin", dirs_exist_ok=True)
+        for script in (rootfs_dir / "bin").iterdir():  # executable however it was installed
+            (root / "usr" / "bin" / script.name).chmod(0o755)
     for guest_path, host_path in extra.items():
         dest = root / guest_path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@
 #   install-deps.sh                       everything above
 #   install-deps.sh --kernel-source 6.12  only /usr/src/linux-source-6.12.tar.xz
 #                                         (from bookworm-backports if need be)
+#   install-deps.sh --mirror bookworm     print the Debian mirror this machine uses
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,9 +16,25 @@ log=$cache/logs/install-deps.log
 mkdir -p "$cache/logs"
 : >"$log"
 
-packages=(qemu-system-arm gcc-arm-linux-gnueabihf linux-source-6.1 flex bison bc
-	libssl-dev libelf-dev cpio device-tree-compiler ccache make patch xz-utils
-	perl git python3-venv)
+# Each package and what needs it (found by running this script on a debootstrap
+# root: tests/test_clean_root.py):
+packages=(
+	qemu-system-arm                  # booting the boards
+	gcc-arm-linux-gnueabihf          # the kernel and the static guest programs
+	libc6-dev-armhf-cross            # their libc headers (only recommended by the compiler)
+	gcc libc6-dev                    # the kernel's host programs (HOSTCC)
+	linux-source-6.1                 # the default base
+	flex bison bc perl make patch    # the kernel build
+	libssl-dev libelf-dev            # scripts/sign-file, objtool's headers
+	rsync                            # make headers_install
+	kmod                             # depmod for the initramfs' modules
+	cpio xz-utils                    # unpacking sources, packing the initramfs
+	device-tree-compiler             # dtc and fdtget for the oracle
+	ccache                           # rebuilds
+	git                              # identifying a user's tree
+	python3-venv                     # .venv
+	debootstrap                      # the clean-root test (make test)
+)
 
 fail() {
 	echo "install-deps: error: $1 (log: $log)" >&2
@@ -29,6 +46,19 @@ as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 
+# The mirror this machine already installs $1 (a codename) from, read from its apt
+# sources (deb822 or one-line format).
+debian_mirror() {
+	local uri
+	uri=$(awk -v s="$1" '
+		/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == s) { print u; exit } }
+		' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+	[ -n "$uri" ] || uri=$(awk -v s="$1" '$1 == "deb" && $3 == s { print $2; exit }' \
+		/etc/apt/sources.list 2>/dev/null || true)
+	[ -n "$uri" ] || fail "no apt source for Debian $1 on this machine"
+	echo "$uri"
+}
+
 apt_update() {
 	# A mirror in mid-sync can fail one index; retry, then go on with what we have.
 	for _ in 1 2 3; do
@@ -37,6 +67,11 @@ apt_update() {
 	done
 	echo "install-deps: warning: apt-get update reported errors; continuing" >&2
 }
+
+if [ "${1:-}" = --mirror ]; then
+	debian_mirror "${2:?usage: install-deps.sh --mirror CODENAME}"
+	exit 0
+fi
 
 if [ "${1:-}" = --kernel-source ]; then
 	version=${2:?usage: install-deps.sh --kernel-source VERSION}
@@ -49,8 +84,8 @@ if [ "${1:-}" = --kernel-source ]; then
 		# Newer kernels than the release's own come from its backports suite.
 		codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 		list=/etc/apt/sources.list.d/cma-harness-backports.sources
-		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-			"$codename" | as_root tee "$list" >/dev/null
+		printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$(debian_mirror "$codename")" "$codename" | as_root tee "$list" >/dev/null
 		apt_update
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t "$codename-backports" \
 			"linux-source-$version" >>"$log" 2>&1 || fail "cannot install linux-source-$version"

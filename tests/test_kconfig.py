@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError, InputError
-from harness.kbuild import parse_fragment, verify_config
+from harness.errors import BuildError, ConfigError, InputError
+from harness.kbuild import _MakeRunner, first_error_lines, parse_fragment, verify_config
 
 REPO = Path(__file__).parents[1]
 
@@ -60,3 +60,28 @@ def test_source_version_from_a_tree_and_an_oddly_named_tarball(tmp_path: Path) -
     (tree / "Makefile").write_text("all:\n")
     with pytest.raises(InputError, match="is not a kernel tree"):
         resolve_source(tree)
+
+
+def test_a_failed_make_names_its_first_error_lines_and_the_log(tmp_path: Path) -> None:
+    """A real make whose recipe needs a tool that is not installed (as headers_install needs rsync)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text("headers_install:\n\tcma-harness-no-such-tool -a src/ dest/ && true\n")
+    log = tmp_path / "build.log"
+    make = _MakeRunner(tree, tmp_path / "out", log, lambda message: None)
+    with pytest.raises(BuildError) as exc:
+        make("headers_install")
+    message = str(exc.value)
+    assert "cma-harness-no-such-tool: not found" in message
+    assert "*** [Makefile:2: headers_install] Error 127" in message
+    assert str(log) in message and "\n" not in message
+
+
+def test_first_error_lines_keep_the_order_and_drop_repeats() -> None:
+    lines = ["  CC      mm/cma.o\n", "mm/cma.c:12:1: error: expected ';'\n",
+             "mm/cma.c:12:1: error: expected ';'\n",
+             "make[2]: *** [scripts/Makefile.build:250: mm/cma.o] Error 1\n",
+             "/bin/sh: 1: rsync: not found\n"]
+    assert first_error_lines(lines, most=2) == [
+        "mm/cma.c:12:1: error: expected ';'", "make[2]: *** [scripts/Makefile.build:250: mm/cma.o] Error 1"]
+    assert first_error_lines(["  LD      vmlinux\n"]) == []
