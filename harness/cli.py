@@ -28,6 +28,7 @@ from harness import boards, compare, kbuild, matrix, oracle, paths, qemu, report
 from harness.cell import CellResult, ReservationCheck, oracle_expectation, run_cell
 from harness.checks import CheckResult, Status
 from harness.cmdline import validate_cmdline
+from harness.doctor import HostNotReady, examine, preflight, raise_if_problems
 from harness.errors import HarnessError, InputError, PatchError
 from harness.progress import Reporter
 from harness.series import parse_series, with_extra_patches
@@ -139,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     _common(o)
     o.add_argument("--board", default="vexpress-a9")
     o.add_argument("--cmdline", default="", help="extra kernel arguments, e.g. cma=64M")
+    d = sub.add_parser("doctor", help="check this host has every tool a build and boot need (seconds)")
+    d.add_argument("--board", action="append", metavar="NAME",
+                   help="check QEMU knows this board (repeatable; default: the default matrix's boards)")
+    _boards_dir(d)
     return parser
 
 
@@ -176,6 +181,7 @@ def _prepare(board_names: list[str], args: argparse.Namespace, rep: Reporter) ->
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    preflight([boards.load_board(args.board)])
     with Reporter(out) as rep:
         ready = _prepare([args.board], args, rep)[args.board]
     out.print(f"zImage: {ready.kernel.zimage}\ninitramfs: {ready.initramfs.path}")
@@ -260,6 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         boards.load_board(name)  # a broken board file is refused before anything runs
     if args.list:
         return _list_cells(mat, cells)
+    preflight([boards.load_board(name) for name in dict.fromkeys(c.board for c in cells)])
     if args.jobs < 1:
         raise InputError("-j/--jobs must be at least 1")
     if args.retries < 0:
@@ -325,12 +332,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     validate_cmdline(args.cmdline)
+    preflight([boards.load_board(args.board)])
     qemu.qemu_version()
     with Reporter(out) as rep:
         ready = _prepare([args.board], args, rep)[args.board]
     argv = qemu.qemu_argv(_spec(ready, args.cmdline, interactive=True), interactive=True)
     err.print(f"booting {args.board}; Ctrl-A x quits QEMU\n{qemu.printable(argv)}")
     return subprocess.run(argv, check=False).returncode
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the host for the given boards (default: the default matrix's); one ``ok:`` line per check."""
+    names = args.board or list(dict.fromkeys(c.board for c in matrix.load_matrix().cells))
+    findings = examine([boards.load_board(name) for name in names])
+    raise_if_problems(findings.problems)  # main prints one error line per problem
+    for line in findings.passed:
+        out.print(f"ok: {line}", markup=False)
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -360,9 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
-                    "merge": cmd_merge}
+                    "merge": cmd_merge, "doctor": cmd_doctor}
         _use_boards_dirs(getattr(args, "boards_dir", []))
         return commands[args.command](args)
+    except HostNotReady as exc:
+        for problem in exc.problems:
+            err.print(f"cma-harness: error: {problem.line()}", markup=False)
+        return 2
     except PatchError as exc:
         err.print(f"cma-harness: error: {exc}", markup=False)
         if exc.detail:

@@ -250,9 +250,11 @@ def test_no_qemu_outlives_an_interrupted_run(tmp_path: Path) -> None:
 
 
 def _qemu_children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=,ppid=,comm=", "-e"], capture_output=True, text=True)
-    return [int(p) for p, pp, comm in (ln.split(None, 2) for ln in out.stdout.splitlines())
-            if int(pp) == pid and comm.startswith("qemu-system")]
+    """Guests (QEMU with -kernel) started by ``pid``; not the preflight's ``-machine help`` queries."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,ppid=,args=", "-e"], capture_output=True, text=True)
+    return [int(p) for p, pp, args in (ln.split(None, 2) for ln in out.stdout.splitlines())
+            if int(pp) == pid and Path(args.split()[0]).name.startswith("qemu-system")
+            and " -kernel " in args]
 
 
 
