@@ -2,13 +2,13 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps run test lint unit bench
+.PHONY: deps run test lint unit bench bench-cold
 
 deps:
 	@scripts/install-deps.sh
 
 run: deps
-	@$(VENV)/bin/cma-harness run
+	@$(VENV)/bin/cma-harness run $(RUN_ARGS)
 
 lint: deps
 	@$(PY) -m ruff check harness tests bench
@@ -30,3 +30,8 @@ test: lint
 bench: deps
 	@$(PY) bench/bench_cell.py
 	@$(PY) bench/bench_matrix.py
+
+# A cold `make run` (empty cache: kernels and ccache from nothing): time to the
+# first cell's result and to the whole default matrix.
+bench-cold:
+	@python3 bench/bench_cold_run.py
