@@ -7,7 +7,6 @@ plain data (lines, dicts) to ``harness.checks`` and returns a :class:`CellResult
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import re
 import signal
 import threading
@@ -19,7 +18,7 @@ from typing import cast
 
 import pexpect
 
-from harness import checks, oracle
+from harness import checks, oracle, qemu
 from harness.checks import CheckResult, Status
 from harness.console import Budget, Console
 from harness.errors import BootError
@@ -61,12 +60,6 @@ class CellResult:
         return checks.worst(c.status for c in self.checks)
 
 
-def _die_with_parent() -> None:
-    """In the QEMU child: get SIGKILL when the harness dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, include/uapi/linux/prctl.h
-
-
 _live: set[pexpect.spawn[bytes]] = set()
 _live_lock = threading.Lock()
 
@@ -91,7 +84,7 @@ def running_qemu(argv: list[str]) -> Iterator[pexpect.spawn[bytes]]:
     """Start QEMU under a pty; on leaving (normally, on error or Ctrl-C) kill it."""
     # encoding=None: a bytes child (the stubs cannot infer it).
     child = cast("pexpect.spawn[bytes]", pexpect.spawn(
-        argv[0], argv[1:], timeout=None, preexec_fn=_die_with_parent, encoding=None))
+        argv[0], argv[1:], timeout=None, preexec_fn=qemu.die_with_parent, encoding=None))
     with _live_lock:
         _live.add(child)
     try:

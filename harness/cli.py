@@ -338,7 +338,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         ready = _prepare([args.board], args, rep)[args.board]
     argv = qemu.qemu_argv(_spec(ready, args.cmdline, interactive=True), interactive=True)
     err.print(f"booting {args.board}; Ctrl-A x quits QEMU\n{qemu.printable(argv)}")
-    return subprocess.run(argv, check=False).returncode
+    return subprocess.run(argv, check=False, preexec_fn=qemu.die_with_parent).returncode
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

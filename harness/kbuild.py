@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -33,12 +34,17 @@ from pathlib import Path
 from harness import paths
 from harness.cache import cache_root, digest, file_digest, publish_dir
 from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
+from harness.integrity import discard_corrupt, manifest_problems, write_manifest
 from harness.series import Series, TreeStateError, init_series_state, switch_series
 
 PATCHES_DIR, FRAGMENTS_DIR = paths.PATCHES_DIR, paths.FRAGMENTS_DIR
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 CROSS_COMPILE = "arm-linux-gnueabihf-"
-RECIPE_VERSION = "2"  # bump when the way artifacts are produced changes
+RECIPE_VERSION = "3"  # bump when the way artifacts are produced changes
+# The kernel's own selftests the guest runs (rootfs.SELFTESTS), kept with each build.
+SELFTEST_DIRS = ("dmabuf-heaps",)
+# Debian's linux-source-X.Y packages install_debian_source() may install with apt.
+DEBIAN_SOURCES = ("6.1", "6.12")
 HOST_TOOLS = ("make", "patch", "tar", "flex", "bison", "bc", "perl", "dtc", "ccache")
 
 Progress = Callable[[str], None]
@@ -86,7 +92,9 @@ class KernelBuild:
         toolchain: first line of ``arm-linux-gnueabihf-gcc --version``.
         source: the source's path (string) and identity.
         log: the full make output.
-        tree: the patched source tree (kept for building guest programs/selftests).
+        tree: the shared patched source tree; it may hold another series by now.
+        selftests_src: this build's copy of the kselftest headers and the
+            selftests the guest runs (``tools/testing/selftests/...``).
     """
 
     key: str
@@ -103,6 +111,11 @@ class KernelBuild:
     source_identity: str
     log: Path
     tree: Path
+
+    @property
+    def selftests_src(self) -> Path:
+        """A tree-like root holding this build's ``tools/testing/selftests`` copy."""
+        return self.directory / "src"
 
     def dtb(self, name: str) -> Path:
         """Path of the dtb called ``name``; raises InputError if it was not built."""
@@ -190,6 +203,10 @@ def install_debian_source(path: Path, progress: Progress) -> None:
     m = re.fullmatch(r"/usr/src/linux-source-(\d+\.\d+)\.tar\.xz", str(path))
     if path.exists() or not m:
         return
+    if m.group(1) not in DEBIAN_SOURCES:
+        raise InputError(f"{path} does not exist, and the harness installs only Debian's "
+                         f"{', '.join('linux-source-' + v for v in DEBIAN_SOURCES)}: install it "
+                         "yourself or pass a kernel tree")
     progress(f"{path} is missing: installing Debian's linux-source-{m.group(1)}")
     result = subprocess.run(["bash", str(paths.INSTALL_DEPS), "--kernel-source",
                              m.group(1)], capture_output=True, text=True, check=False)
@@ -236,17 +253,47 @@ def _unpack(source: KernelSource, dest: Path) -> None:
     """Unpack a tarball (its single top directory stripped) or copy a directory to ``dest``."""
     dest.mkdir(parents=True)
     if source.is_tarball:
+        # Owners and modes as a user's would be, even when run as root.
         result = subprocess.run(
-            ["tar", "-xf", str(source.path), "-C", str(dest), "--strip-components=1"],
+            ["tar", "-xf", str(source.path), "-C", str(dest), "--strip-components=1",
+             "--no-same-owner", "--no-same-permissions"],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise InputError(f"cannot unpack {source.path}: {result.stderr.strip()[:300]}")
         if not (dest / "Makefile").is_file():
             raise InputError(f"{source.path} does not hold a kernel tree at its top directory")
+        bad = unsafe_entries(dest)
+        if bad:
+            raise InputError(f"{source.path}: refusing a kernel tarball that holds {bad[0]}"
+                             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     else:
         shutil.copytree(source.path, dest, symlinks=True, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".git"))
+
+
+def unsafe_entries(tree: Path) -> list[str]:
+    """What a kernel source tree must not hold: device nodes, FIFOs, sockets, setuid or
+    setgid files, and links that point outside ``tree``; each named relative to it.
+
+    A kernel tree has regular files, directories and relative links inside itself only.
+    """
+    bad: list[str] = []
+    top = tree.resolve()
+    for root, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            rel = path.relative_to(tree)
+            if stat.S_ISLNK(mode):
+                target = (path.parent / os.readlink(path)).resolve()
+                if target != top and top not in target.parents:
+                    bad.append(f"a link leaving the tree ({rel} -> {os.readlink(path)})")
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                bad.append(f"a special file ({rel})")
+            elif mode & (stat.S_ISUID | stat.S_ISGID):
+                bad.append(f"a setuid/setgid file ({rel})")
+    return bad
 
 
 @contextlib.contextmanager
@@ -425,11 +472,20 @@ def _load_build(directory: Path) -> KernelBuild:
 
 
 def cached_build(request: BuildRequest, toolchain: str) -> KernelBuild | None:
-    """The complete artifacts for ``request`` if the cache has them, else None."""
+    """The complete artifacts for ``request`` if the cache has them intact, else None.
+
+    Every file must still match the manifest written when the entry was made
+    (:mod:`harness.integrity`); a corrupt entry is removed with a warning on
+    stderr, so the caller rebuilds it.
+    """
     directory = cache_root() / "kernels" / build_key(request, toolchain)[:16]
-    if (directory / "build.json").is_file() and Path(
-        json.loads((directory / "build.json").read_text())["tree"]
-    ).is_dir():
+    if not directory.is_dir():
+        return None
+    problems = manifest_problems(directory)
+    if problems:
+        discard_corrupt(directory, problems)
+        return None
+    if Path(json.loads((directory / "build.json").read_text())["tree"]).is_dir():
         return _load_build(directory)
     return None
 
@@ -476,7 +532,7 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
         make("modules_install", f"INSTALL_MOD_PATH={staging / 'modules'}", "INSTALL_MOD_STRIP=1")
         make("headers_install", f"INSTALL_HDR_PATH={staging / 'headers'}")
         release = (outdir / "include/config/kernel.release").read_text().strip()
-        _collect(outdir, staging)
+        _collect(outdir, staging, tree)
         info = {
             "key": key, "release": release, "config_hash": file_digest(outdir / ".config"),
             "series_hash": request.series.digest, "toolchain": toolchain,
@@ -486,6 +542,7 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
             "patches": [{"name": p.name, "sha256": p.sha256} for p in request.series.patches],
         }
         (staging / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_manifest(staging)
         final = kernels / key[:16]
         shutil.rmtree(final, ignore_errors=True)
         publish_dir(staging, final)
@@ -557,12 +614,30 @@ def _merge_fragments(tree: Path, outdir: Path, fragments: tuple[Path, ...], log:
         raise BuildError(f"merge_config.sh failed (exit {result.returncode}); see {log}")
 
 
-def _collect(outdir: Path, staging: Path) -> None:
-    """Copy zImage, every dtb (flattened) and gen_init_cpio from ``outdir`` to ``staging``."""
+def _collect_selftests(tree: Path, dest: Path) -> None:
+    """Copy the kselftest headers and :data:`SELFTEST_DIRS` of the patched tree into ``dest``.
+
+    The guest programs compile from this copy, which belongs to the build, never
+    from the shared tree that another run may be switching to another series.
+    """
+    selftests = tree / "tools" / "testing" / "selftests"
+    target = dest / "tools" / "testing" / "selftests"
+    target.mkdir(parents=True)
+    for header in selftests.glob("*.h"):
+        shutil.copy2(header, target / header.name)
+    for name in SELFTEST_DIRS:
+        if (selftests / name).is_dir():
+            shutil.copytree(selftests / name, target / name, symlinks=False)
+
+
+def _collect(outdir: Path, staging: Path, tree: Path) -> None:
+    """Copy zImage, every dtb (flattened), gen_init_cpio from ``outdir`` and the selftests
+    sources from ``tree`` to ``staging``."""
     shutil.copy2(outdir / "arch/arm/boot/zImage", staging / "zImage")
     shutil.copy2(outdir / ".config", staging / "config")
     shutil.copy2(outdir / "System.map", staging / "System.map")  # for the cma= oracle
     shutil.copy2(outdir / "usr/gen_init_cpio", staging / "gen_init_cpio")
+    _collect_selftests(tree, staging / "src")
     dtbs = staging / "dtbs"
     dtbs.mkdir()
     for dtb in (outdir / "arch/arm/boot/dts").rglob("*.dtb"):

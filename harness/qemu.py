@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,39 @@ QEMU = "qemu-system-arm"
 # rootfs/init to start a non-interactive shell for the harness to drive.
 HARNESS_KERNEL_ARGS = ("panic=-1",)
 BATCH_SHELL_ARG = "cmaharness.shell=batch"
+
+
+# QEMU's seccomp filter (system/qemu-seccomp.c): no obsolete syscalls, no setuid,
+# no fork/exec, no scheduler or resource changes.  A guest needs none of them.
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a QEMU child: SIGKILL when the harness dies, even by SIGKILL.
+
+    PR_SET_PDEATHSIG (include/uapi/linux/prctl.h).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)
+
+
+@functools.cache
+def sandbox_args() -> tuple[str, ...]:
+    """``("-sandbox", SANDBOX)`` if this QEMU build has seccomp support, else ``()``.
+
+    Probed once per process: a QEMU built without seccomp exits at once with an
+    error for ``-sandbox on``; one with it is still running (stopped, ``-S``)
+    after half a second and is killed.
+    """
+    argv = [QEMU, "-M", "none", "-S", "-display", "none", "-nic", "none", "-monitor", "none",
+            "-serial", "none", "-sandbox", SANDBOX]
+    try:
+        subprocess.run(argv, capture_output=True, timeout=0.5, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return ("-sandbox", SANDBOX)
+    except OSError:
+        pass
+    return ()
 
 
 @dataclass(frozen=True)
@@ -59,7 +95,7 @@ def qemu_argv(spec: BootSpec, interactive: bool = False) -> list[str]:
     argv += [
         "-initrd", str(spec.initrd),
         "-append", spec.cmdline,
-        "-display", "none", "-nic", "none", "-no-reboot",
+        "-display", "none", "-nic", "none", "-no-reboot", *sandbox_args(),
         *(["-serial", "mon:stdio"] if interactive else ["-monitor", "none", "-serial", "stdio"]),
         *board.qemu_args,
     ]

@@ -21,10 +21,11 @@ from pathlib import Path
 from harness import paths
 from harness.cache import cache_root, digest, file_digest, publish_dir
 from harness.errors import BuildError, EnvironmentProblem
+from harness.integrity import discard_corrupt, manifest_problems, write_manifest
 from harness.kbuild import CROSS_COMPILE, KernelBuild
 
 ROOTFS_DIR = paths.ROOTFS_DIR
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 # The kernel's own test programs, cross-built from the patched tree: guest name -> source.
 SELFTESTS = {"dmabuf-heap": "tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c"}
 _DIRS = ("/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/share", "/proc", "/sys",
@@ -145,7 +146,8 @@ def _populate(root: Path, kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
         for name in ("build", "source"):  # links into the host's build tree
             for link in (root / "lib" / "modules").glob(f"*/{name}"):
                 link.unlink()
-    compile_guest_programs(kernel.directory / "headers", kernel.tree, root / "usr" / "bin", rootfs_dir)
+    compile_guest_programs(kernel.directory / "headers", kernel.selftests_src, root / "usr" / "bin",
+                           rootfs_dir)
     for prog in guest_programs(rootfs_dir):
         for sub in sorted(d for d in prog.iterdir() if d.is_dir()):
             shutil.copytree(sub, root / "usr" / "share" / prog.name / sub.name)
@@ -177,8 +179,11 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
     key = digest(_inputs(kernel, busybox, rootfs_dir, extra))[:16]
     final = cache_root() / "rootfs" / key
     programs = tuple(p.name for p in guest_programs(rootfs_dir))
-    if (final / "initramfs.cpio.gz").is_file():
-        return Initramfs(final / "initramfs.cpio.gz", key, programs)
+    if final.is_dir():
+        problems = manifest_problems(final)
+        if not problems:
+            return Initramfs(final / "initramfs.cpio.gz", key, programs)
+        discard_corrupt(final, problems)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
     try:
@@ -194,6 +199,7 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
         out.mkdir()
         with gzip.GzipFile(out / "initramfs.cpio.gz", "wb", mtime=0) as gz:
             gz.write(cpio.stdout)
+        write_manifest(out)
         publish_dir(out, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -247,6 +248,42 @@ def test_no_qemu_outlives_an_interrupted_run(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert not [pid for pid in qemus if Path(f"/proc/{pid}").exists()]
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+def test_boot_qemu_dies_with_a_sigkilled_harness() -> None:
+    """Issue 10: ``cma-harness boot`` started QEMU without the parent-death signal."""
+    proc = subprocess.Popen([*CLI, "boot", "--cmdline", "cma=64M"], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _qemu_children(proc.pid):
+        time.sleep(0.2)
+    qemus = _qemu_children(proc.pid)
+    assert qemus, "QEMU never started"
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and [p for p in qemus if Path(f"/proc/{p}").exists()]:
+        time.sleep(0.1)
+    assert not [p for p in qemus if Path(f"/proc/{p}").exists()], "QEMU outlived the harness"
+
+
+def test_every_guest_runs_under_qemus_seccomp_sandbox(tmp_path: Path) -> None:
+    """Issue 10: no NIC, no monitor, and -sandbox on where this QEMU supports it (Debian's does)."""
+    proc = subprocess.Popen([*CLI, "run", "--board", "virt", "--cmdline", "cma=64M", "-o", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _qemu_children(proc.pid):
+            time.sleep(0.2)
+        qemus = _qemu_children(proc.pid)
+        assert qemus, "QEMU never started"
+        argv = Path(f"/proc/{qemus[0]}/cmdline").read_bytes().split(b"\0")
+        assert b"-sandbox" in argv and argv[argv.index(b"-sandbox") + 1].startswith(b"on,")
+        assert argv[argv.index(b"-nic") + 1] == b"none" and argv[argv.index(b"-monitor") + 1] == b"none"
+        status = Path(f"/proc/{qemus[0]}/status").read_text()
+        assert re.search(r"^Seccomp:\s+2$", status, re.M), "QEMU is not under a seccomp filter"
+    finally:
+        assert proc.wait(timeout=300) == 0
 
 
 def _qemu_children(pid: int) -> list[int]:

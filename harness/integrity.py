@@ -1,0 +1,79 @@
+"""Content manifests for cached artifacts: written when an entry is made, checked on every use.
+
+A cache entry (a kernel's ``kernels/<key>/`` directory, an initramfs directory)
+is trusted only if every file still has the SHA-256 it had when the entry was
+published.  A truncated ``zImage``, a missing dtb or an edited ``build.json``
+makes the entry corrupt; the caller then rebuilds it instead of booting it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from harness.cache import file_digest
+
+MANIFEST = "MANIFEST.sha256"
+
+
+def _files(directory: Path) -> list[str]:
+    """Regular files under ``directory`` (relative, sorted; links not followed), the manifest left out."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in files:
+            path = Path(root) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(str(path.relative_to(directory)))
+    return sorted(f for f in found if f != MANIFEST)
+
+
+def write_manifest(directory: Path) -> None:
+    """Write ``directory/MANIFEST.sha256``: one ``<sha256>  <relative path>`` line per file.
+
+    Call it on a complete staging directory, before it is published.
+    """
+    lines = [f"{file_digest(directory / rel)}  {rel}\n" for rel in _files(directory)]
+    (directory / MANIFEST).write_text("".join(lines))
+
+
+def manifest_problems(directory: Path) -> list[str]:
+    """What differs between ``directory`` and its manifest; empty when the entry is intact.
+
+    Each item names a file: ``no manifest``, ``<file> is missing``,
+    ``<file> changed`` (SHA-256 differs) or ``<file> is not in the manifest``.
+    """
+    manifest = directory / MANIFEST
+    if not manifest.is_file():
+        return [f"{MANIFEST} is missing"]
+    recorded: dict[str, str] = {}
+    for line in manifest.read_text(errors="replace").splitlines():
+        sha, sep, rel = line.partition("  ")
+        if not sep or len(sha) != 64:
+            return [f"{MANIFEST} is damaged"]
+        recorded[rel] = sha
+    present = set(_files(directory))
+    problems = [f"{rel} is missing" for rel in sorted(set(recorded) - present)]
+    problems += [f"{rel} is not in the manifest" for rel in sorted(present - set(recorded))]
+    problems += [f"{rel} changed" for rel in sorted(present & set(recorded))
+                 if file_digest(directory / rel) != recorded[rel]]
+    return problems
+
+
+def discard_corrupt(directory: Path, problems: list[str]) -> None:
+    """Warn on stderr that the cache entry ``directory`` is corrupt, and remove it.
+
+    It is first renamed aside (atomic), so no other run can pick it up while it is deleted.
+    """
+    shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+    print(f"cma-harness: warning: cached {directory} is corrupt ({shown}): rebuilding it",
+          file=sys.stderr)
+    aside = Path(tempfile.mkdtemp(prefix=".corrupt-", dir=directory.parent))
+    try:
+        directory.rename(aside / directory.name)
+    except OSError:
+        pass  # another run moved it first
+    shutil.rmtree(aside, ignore_errors=True)

@@ -1,0 +1,60 @@
+"""Cached artifacts are verified on use: a corrupt entry is rebuilt, never booted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import kbuild
+from harness.integrity import manifest_problems, write_manifest
+
+
+def _entry(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "zImage").write_bytes(b"\x00" * 4096)
+    (directory / "dtbs").mkdir()
+    (directory / "dtbs" / "vexpress-v2p-ca9.dtb").write_bytes(b"\xd0\x0d\xfe\xed" + b"\x00" * 60)
+    write_manifest(directory)
+    return directory
+
+
+def test_an_intact_entry_has_no_problem(tmp_path: Path) -> None:
+    assert manifest_problems(_entry(tmp_path / "e")) == []
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda d: (d / "zImage").write_bytes(b"truncated!"), "zImage changed"),
+    (lambda d: (d / "dtbs" / "vexpress-v2p-ca9.dtb").unlink(), "dtbs/vexpress-v2p-ca9.dtb is missing"),
+    (lambda d: (d / "stray").write_text("x"), "stray is not in the manifest"),
+    (lambda d: (d / "MANIFEST.sha256").unlink(), "MANIFEST.sha256 is missing"),
+    (lambda d: (d / "MANIFEST.sha256").write_text("garbage\n"), "MANIFEST.sha256 is damaged"),
+])
+def test_each_kind_of_damage_is_named(tmp_path: Path, damage: object, expected: str) -> None:
+    entry = _entry(tmp_path / "e")
+    damage(entry)  # type: ignore[operator]
+    assert manifest_problems(entry) == [expected]
+
+
+def test_a_truncated_cached_zimage_is_rebuilt_not_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The reproduction: a 10-byte zImage in a cache entry whose build.json is fine."""
+    monkeypatch.setenv("CMA_HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(kbuild, "build_key", lambda request, toolchain: "ab" * 32)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    entry = tmp_path / "cache" / "kernels" / ("ab" * 8)
+    entry.mkdir(parents=True)
+    info = {"key": "ab" * 32, "release": "6.1.192", "config_hash": "c", "series_hash": "s",
+            "toolchain": "t", "source": "src", "source_identity": "i", "tree": str(tree)}
+    (entry / "build.json").write_text(json.dumps(info))
+    (entry / "zImage").write_bytes(b"\x00" * 4096)
+    write_manifest(entry)
+    request: kbuild.BuildRequest = None  # type: ignore[assignment]  # build_key is patched
+    found = kbuild.cached_build(request, "t")
+    assert found is not None and found.zimage == entry / "zImage"
+    (entry / "zImage").write_bytes(b"0123456789")
+    assert kbuild.cached_build(request, "t") is None
+    assert not entry.exists()
+    assert "zImage changed" in capsys.readouterr().err
