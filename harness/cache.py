@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,3 +49,67 @@ def publish_dir(tmp: Path, final: Path) -> None:
         if not final.exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new hidden file beside ``path``, fsynced; return the file's path.
+
+    The file is ``.<name>.<pid>.<random>.tmp`` in ``path``'s directory (never
+    ending in ``path``'s own suffix, so a glob for finished files skips it),
+    created exclusively with mode 0666 minus the umask.  Every byte is written
+    with ``os.write`` (no user-space buffer to flush) and ``os.fsync``-ed.
+
+    Raises:
+        OSError: the file cannot be created, written or synced (ENOSPC, EIO...);
+            the temporary file is removed first, so nothing half written stays.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def sync_dir(directory: Path) -> None:
+    """``fsync`` a directory so the renames in it survive a crash; best effort.
+
+    A file system that cannot sync directories (EINVAL, EBADF) is not an error.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: temp file, fsync, rename, fsync of the directory.
+
+    A reader (or a crash at any moment) sees either the previous complete
+    file, or no file if there was none, or the new complete file; never a
+    truncated one.  See :func:`write_temp` for the temporary file.
+
+    Raises:
+        OSError: writing, syncing or renaming failed; ``path`` is unchanged
+            and no temporary file is left.
+    """
+    tmp = write_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_dir(path.parent)

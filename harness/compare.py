@@ -7,11 +7,15 @@ cell (``board:cmdline``).  Each key present in either run gets exactly one
 :class:`Category`:
 
 ========================  ==========================================================
-``regression``            passed in base; failure or error in new
+``regression``            passed in base; failure or error in new.  Also: any
+                          outcome in base, absent in new when the new run holds
+                          no testcase at all, or when the new run has the cell
+                          but the cell holds no testcase (a lost cell, below)
 ``fix``                   failure or error in base; passed in new
 ``new-failure``           absent (or skipped) in base; failure or error in new
 ``new-test``              absent in base; passed or skipped in new
-``removed``               in base; absent in new
+``removed``               in base; absent in new (its cell is absent too, or
+                          other testcases of the cell are there)
 ``still-failing``         failure or error in both
 ``flaky``                 passed or skipped in new, but only on a retry (see below)
 ``unchanged-pass``        passed in new, passed (or was skipped) in base
@@ -23,6 +27,13 @@ properties ``retry.flaky = "true"`` and ``retry.attempts = N``; a single
 testcase may carry a ``<properties>`` child with ``flaky = "true"``.  A flaky
 marker never hides a failure: a failing case stays a regression /
 still-failing / new-failure.
+
+A run that produced nothing must never look green: when the new run holds no
+testcase while the base has some (a run that crashed, a junit.xml left empty),
+or a cell of the new run holds no testcase while the base's same cell has some,
+every base testcase of those *lost* cells is a ``regression`` ("absent in new:
+...no testcase"), so the exit status is 1 and compare.xml lists each one as a
+failure.  An empty *base* is still bad input (nothing to compare against).
 
 Only ``regression`` makes :attr:`Comparison.has_regressions` true; the exit
 status policy (:func:`exit_status`) is 1 with a regression, else 0.  Metric
@@ -176,13 +187,17 @@ class MetricDelta:
 
 @dataclass(frozen=True)
 class CaseChange:
-    """One key's classification; ``base``/``new`` are None where the key is absent."""
+    """One key's classification; ``base``/``new`` are None where the key is absent.
+
+    ``note`` says why, when the category alone does not (a lost cell), else "".
+    """
 
     suite: str
     name: str
     category: Category
     base: CaseResult | None
     new: CaseResult | None
+    note: str = ""
 
     @property
     def reason(self) -> str:
@@ -192,6 +207,8 @@ class CaseChange:
         text = f"{before} -> {after}"
         if self.category is Category.FLAKY:
             text += " (passed only on retry)"
+        if self.note:
+            text += f" ({self.note})"
         return text
 
 
@@ -206,8 +223,10 @@ class Comparison:
     ``suites`` is every cell name in the same order; ``suites_only_in_base``
     are cells of the base matrix that the new run lacks, ``suites_only_in_new``
     the reverse.  ``flaky_suites`` maps each new-run cell marked flaky to
-    ``retry.attempts`` (None when not recorded).  ``tolerance`` is relative
-    (0.25 = 25 %).
+    ``retry.attempts`` (None when not recorded).  ``lost_suites`` are the base
+    cells with testcases of which the new run holds none although it should
+    (see the module docstring); their testcases are regressions.
+    ``tolerance`` is relative (0.25 = 25 %).
     """
 
     base: Path
@@ -219,6 +238,7 @@ class Comparison:
     suites_only_in_new: tuple[str, ...] = ()
     flaky_suites: dict[str, int | None] = field(default_factory=dict)
     metric_deltas: tuple[MetricDelta, ...] = ()
+    lost_suites: tuple[str, ...] = ()
 
     def of(self, category: Category) -> tuple[CaseChange, ...]:
         """The changes of one category, in ``changes`` order."""
@@ -280,13 +300,17 @@ class Comparison:
         if self.suites_only_in_base or self.suites_only_in_new:
             text += (f"; cells only in base: {len(self.suites_only_in_base)}, "
                      f"only in new: {len(self.suites_only_in_new)}")
+        if self.lost_suites:
+            text += f"; cells with no testcase in new: {len(self.lost_suites)}"
         return text
 
 
 def exit_status(comparison: Comparison) -> int:
     """The ``compare`` command's exit status: 1 when there is a regression, else 0.
 
-    (Bad input, :class:`~harness.errors.InputError`, is the CLI's 2.)
+    A new run (or cell) that holds no testcase while the base had some counts
+    as regressed (see the module docstring), so it is 1, never 0.  (Bad input,
+    :class:`~harness.errors.InputError`, is the CLI's 2.)
     """
     return 1 if comparison.has_regressions else 0
 
@@ -373,15 +397,17 @@ def _suite_info(suite: Any) -> SuiteInfo:
     return SuiteInfo(_text(suite.name), _text(suite.hostname), props, flaky, attempts)
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, *, allow_empty: bool = False) -> Run:
     """Load a run from a results directory or a junit.xml path.
 
     A testcase name repeated within one suite gets ``" #2"``, ``" #3"``... so
-    every key stays distinct.
+    every key stays distinct.  ``allow_empty`` accepts a file holding no
+    testcase (the new side of a comparison: a run that produced nothing).
 
     Raises:
         InputError: see :func:`junit_file` and :func:`parse_junit`; also a file
-            holding no testcase at all (comparing against it would be meaningless).
+            holding no testcase at all, unless ``allow_empty`` (comparing
+            against it would be meaningless).
     """
     file = junit_file(path)
     xml = parse_junit(file)
@@ -396,7 +422,7 @@ def load_run(path: Path) -> Run:
                 n += 1
                 name = f"{_text(case.name)} #{n}"
             cases[(info.name, name)] = _case_result(info.name, name, case, info.flaky)
-    if not cases:
+    if not cases and not allow_empty:
         raise InputError(f"{file}: holds no testcases (an empty or aborted run?)")
     return Run(file, cases, suites)
 
@@ -462,7 +488,25 @@ def _ordered_suites(base: Run, new: Run) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*base.suites, *new.suites]))
 
 
-def _change(key: Key, old: CaseResult | None, now: CaseResult | None) -> CaseChange:
+def lost_suites(base: Run, new: Run) -> tuple[str, ...]:
+    """Base cells holding testcases of which ``new`` holds none although it should.
+
+    That is every base cell with testcases when ``new`` holds no testcase at
+    all, else the base cells that ``new`` has as (empty) testsuites.  A cell
+    absent from a non-empty new run is not lost: a filtered run (``--board``)
+    leaves cells out on purpose, they are ``removed``.
+    """
+    with_cases = {suite for suite, _ in new.cases}
+    in_base = dict.fromkeys(suite for suite, _ in base.cases)
+    if not with_cases:
+        return tuple(in_base)
+    return tuple(s for s in in_base if s in new.suites and s not in with_cases)
+
+
+def _change(key: Key, old: CaseResult | None, now: CaseResult | None,
+            lost: tuple[str, ...], note: str) -> CaseChange:
+    if now is None and old is not None and key[0] in lost:
+        return CaseChange(key[0], key[1], Category.REGRESSION, old, now, note)
     return CaseChange(key[0], key[1], classify(old, now), old, now)
 
 
@@ -470,7 +514,8 @@ def compare(base: Run, new: Run, tolerance: float = DEFAULT_TOLERANCE,
             rules: Sequence[MetricRule] = DEFAULT_METRICS) -> Comparison:
     """Classify every key of ``base`` and ``new``; list missing cells and metric deltas.
 
-    ``tolerance`` is relative (0.25 = 25 %).
+    ``tolerance`` is relative (0.25 = 25 %).  The testcases of lost cells
+    (:func:`lost_suites`) are regressions.
 
     Raises:
         InputError: a negative or non-finite tolerance.
@@ -480,14 +525,16 @@ def compare(base: Run, new: Run, tolerance: float = DEFAULT_TOLERANCE,
     suites = _ordered_suites(base, new)
     rank = {name: i for i, name in enumerate(suites)}
     keys = sorted(dict.fromkeys([*base.cases, *new.cases]), key=lambda k: rank[k[0]])  # stable
-    changes = tuple(_change(key, base.cases.get(key), new.cases.get(key)) for key in keys)
+    lost = lost_suites(base, new)
+    note = "the new run holds no testcase" if not new.cases else "its cell holds no testcase in new"
+    changes = tuple(_change(key, base.cases.get(key), new.cases.get(key), lost, note) for key in keys)
     return Comparison(
         base=base.source, new=new.source, tolerance=tolerance, changes=changes,
         suites_only_in_base=tuple(s for s in base.suites if s not in new.suites),
         suites_only_in_new=tuple(s for s in new.suites if s not in base.suites),
         flaky_suites={s.name: s.attempts for s in new.suites.values() if s.flaky},
         metric_deltas=tuple(metric_deltas(base, new, tolerance, rules)),
-        suites=suites,
+        suites=suites, lost_suites=lost,
     )
 
 
@@ -495,11 +542,15 @@ def compare_paths(base: Path, new: Path, tolerance: float = DEFAULT_TOLERANCE,
                   rules: Sequence[MetricRule] = DEFAULT_METRICS) -> Comparison:
     """Load two runs (results directories or junit.xml files) and :func:`compare` them.
 
+    A ``new`` run holding no testcase is loaded, not refused: every base
+    testcase is then a regression (see the module docstring).
+
     Raises:
-        InputError: either input missing, empty, without junit.xml, truncated or
-            corrupt (see :func:`load_run`), or a bad tolerance.
+        InputError: either input missing, without junit.xml, truncated or
+            corrupt, ``base`` holding no testcase (see :func:`load_run`), or a
+            bad tolerance.
     """
-    return compare(load_run(base), load_run(new), tolerance, rules)
+    return compare(load_run(base), load_run(new, allow_empty=True), tolerance, rules)
 
 
 def parse_metric_rule(text: str) -> MetricRule:

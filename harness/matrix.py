@@ -32,8 +32,10 @@ must have run and passed, so a suite that quietly skips its proof cannot pass.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,22 @@ AREA_SUITES = ("alloc-free", "exhaustion", "concurrency")
 _TOP_KEYS = {"name", "description", "boards", "cmdlines", "suites", "area_suites",
              "required_subtests", "cells"}
 _CELL_KEYS = {"cmdline", "expect", "boards", "description", "suites", "xfail", "skip"}
+# Cell slugs (file names): see Cell.slug.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=@-]+")
+_PLAIN_BOARD = re.compile(r"[A-Za-z0-9.=@-]+")
+_PLAIN_CMDLINE = re.compile(r"[A-Za-z0-9._=@-]*")
+_HASH_TAIL = re.compile(r"-[0-9a-f]{8}$")
+_MAX_READABLE = 120
+
+
+def _plain(board: str, cmdline: str) -> bool:
+    """Whether ``board_cmdline`` alone names the cell unambiguously (see :attr:`Cell.slug`)."""
+    if not _PLAIN_BOARD.fullmatch(board):
+        return False
+    if cmdline == "":
+        return True
+    return (_PLAIN_CMDLINE.fullmatch(cmdline) is not None and cmdline != "default"
+            and not cmdline.endswith("_") and _HASH_TAIL.search(cmdline) is None)
 
 
 @dataclass(frozen=True)
@@ -92,8 +110,24 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """A file-name-safe form of :attr:`name`."""
-        return re.sub(r"[^A-Za-z0-9._=@-]+", "_", self.name).strip("_")
+        """A file-name-safe, injective form of :attr:`name` (``cells/<slug>.xml``, ``logs/<slug>.log``).
+
+        The readable form is ``board_cmdline`` (``board_default`` for the empty
+        cmdline) with every run of characters outside ``[A-Za-z0-9._=@-]``
+        turned into ``_``.  It is the whole slug when it can be read back
+        unambiguously: the board has no ``_`` (the first ``_`` ends it), the
+        cmdline needed no replacement, is not literally ``default``, does not
+        end in ``_`` or in ``-`` plus 8 hex digits, and the slug is at most
+        120 characters.  Otherwise ``-`` and the first 8 hex digits of the
+        SHA-256 of :attr:`name` are appended (to the readable form cut at 120
+        characters).  Deterministic across processes (``--resume`` compares
+        slugs); :func:`parse_matrix` refuses two cells with one slug.
+        """
+        readable = _UNSAFE.sub("_", self.name).strip("_")
+        if _plain(self.board, self.cmdline) and len(readable) <= _MAX_READABLE:
+            return readable
+        digest = hashlib.sha256(self.name.encode("utf-8")).hexdigest()[:8]
+        return f"{readable[:_MAX_READABLE]}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -157,6 +191,20 @@ def _cmdline(raw: Any, where: str) -> str:
         raise InputError(f"{where}: {exc}") from exc
 
 
+def _refuse_equal_slugs(cells: Iterable[Cell], path: Path) -> None:
+    """Refuse two cells whose result files would be the same (:attr:`Cell.slug`).
+
+    Raises:
+        InputError: naming ``path``, both cells and the slug.
+    """
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        other = seen.setdefault(cell.slug, cell)
+        if other is not cell:
+            raise InputError(f"{path}: cells {other.name!r} and {cell.name!r} would write the same "
+                             f"result files (cells/{cell.slug}.xml); change one of the cmdlines")
+
+
 def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...] | None = None) -> Matrix:
     """Expand a parsed matrix file into cells (boards x cmdlines, refined by ``[[cells]]``).
 
@@ -164,8 +212,9 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
 
     Raises:
         InputError: a missing, unknown or mistyped key, an unknown board or
-            suite, an unsafe cmdline, a cell listed twice, or a matrix that
-            expands to no cell; the message names the file and the key.
+            suite, an unsafe cmdline, a cell listed twice, two cells with one
+            slug (file name), or a matrix that expands to no cell; the message
+            names the file and the key (or both cells).
     """
     _refuse_unknown(data, _TOP_KEYS, str(path))
     boards = data.get("boards")
@@ -219,6 +268,7 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
                                  xfail=xfail, skip=skip)
     if not cells:
         raise InputError(f"{path}: the matrix expands to no cell (give 'cmdlines' or [[cells]])")
+    _refuse_equal_slugs(cells.values(), path)
     order = {b: i for i, b in enumerate(boards)}
     ordered = sorted(cells.values(), key=lambda c: order[c.board])  # stable: cmdline order kept
     return Matrix(str(data.get("name", path.stem)), path, tuple(ordered))

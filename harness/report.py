@@ -36,6 +36,7 @@ from typing import Any
 
 from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 
+from harness.cache import sync_dir, write_temp
 from harness.compare import (
     CaseChange,
     Category,
@@ -47,7 +48,7 @@ from harness.compare import (
     parse_junit,
 )
 from harness.errors import InputError
-from harness.results import xml_safe
+from harness.results import junit_bytes, xml_safe
 
 MAX_ROWS = 200
 """Rows per category in the Markdown and HTML reports; compare.xml always holds every testcase."""
@@ -84,7 +85,7 @@ def _regression(change: CaseChange) -> Failure:
     base, new = change.base, change.new
     base_outcome, base_msg = (base.outcome.value, base.message) if base else ("absent", "")
     new_outcome, new_msg, details = ((new.outcome.value, new.message, new.details) if new
-                                     else ("absent", "", ""))
+                                     else ("absent", change.note, ""))
     failure = Failure(xml_safe(f"regression: {base_outcome} in base, {new_outcome} in new: {new_msg}"),
                       type_="Regression")
     failure.text = xml_safe(f"base ({base_outcome}): {base_msg}\nnew ({new_outcome}): {new_msg}\n\n{details}"
@@ -192,6 +193,7 @@ def _tables(c: Comparison) -> list[_Table]:
     cells = [(name, "only in base") for name in c.suites_only_in_base]
     cells += [(name, "only in new") for name in c.suites_only_in_new]
     cells += [(name, f"flaky in new (attempts: {n or '?'})") for name, n in c.flaky_suites.items()]
+    cells += [(name, "no testcase in new (every base testcase is a regression)") for name in c.lost_suites]
     if cells:
         tables.append(_Table(f"Cells missing or flaky ({len(cells)})", ("cell", "status"), tuple(cells)))
     tables += [_category_table(c, cat) for cat in _TITLES if counts[cat]]
@@ -282,32 +284,27 @@ def render_html(c: Comparison) -> str:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_all(contents: dict[Path, bytes]) -> None:
+    """Write every file under a temporary name (fsynced), then rename them all; clean up on failure.
 
-
-def _publish(pending: dict[Path, Path]) -> None:
-    """Rename every finished temporary file to its final name (``pending``: final -> temp)."""
-    for final, tmp in pending.items():
-        os.replace(tmp, final)
-
-
-def _write_all(writers: dict[Path, Any]) -> None:
-    """Write every file under a temporary name, then rename them all; clean up on failure.
-
-    ``writers`` maps a final path to a callable taking the temporary path.
+    ``contents`` maps a final path to its bytes.  Either every file is
+    replaced by its complete new version, or (when writing fails) none is.
 
     Raises:
-        InputError: a directory or file cannot be written.
+        InputError: a directory or file cannot be written (ENOSPC, EACCES...).
     """
-    pending = {final: _tmp_name(final) for final in writers}
+    pending: dict[Path, Path] = {}
+    current = next(iter(contents), Path("report"))
     try:
-        for final, write in writers.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            write(pending[final])
-        _publish(pending)
+        for current, data in contents.items():
+            current.parent.mkdir(parents=True, exist_ok=True)
+            pending[current] = write_temp(current, data)
+        for current, tmp in pending.items():
+            os.replace(tmp, current)
+        for directory in {final.parent for final in pending}:
+            sync_dir(directory)
     except OSError as exc:
-        raise InputError(f"cannot write {exc.filename or 'report'}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot write {current}: {exc.strerror or exc}") from exc
     finally:
         for tmp in pending.values():
             tmp.unlink(missing_ok=True)
@@ -328,11 +325,8 @@ def write_reports(c: Comparison, out_dir: Path) -> dict[str, Path]:
     paths = {"xml": out_dir / "compare.xml", "md": out_dir / "compare.md", "html": out_dir / "compare.html"}
     xml = build_junit_report(c)
     markdown, page = render_markdown(c), render_html(c)
-    _write_all({
-        paths["xml"]: lambda tmp: xml.write(str(tmp), pretty=True),
-        paths["md"]: lambda tmp: tmp.write_text(markdown, encoding="utf-8"),
-        paths["html"]: lambda tmp: tmp.write_text(page, encoding="utf-8"),
-    })
+    _write_all({paths["xml"]: junit_bytes(xml), paths["md"]: markdown.encode("utf-8"),
+                paths["html"]: page.encode("utf-8")})
     return paths
 
 
@@ -349,6 +343,42 @@ def _inputs(paths: Sequence[Path]) -> list[Path]:
             raise InputError(f"merge: {given} is the same file as {seen[file.resolve()]}")
         seen[file.resolve()] = given
     return files
+
+
+def _suites_of(file: Path) -> list[Any]:
+    """The testsuites of one merge input.
+
+    Raises:
+        InputError: see :func:`parse_junit`; or the file holds no testcase.
+    """
+    suites = list(parse_junit(file))
+    if not any(True for suite in suites for _ in suite):
+        raise InputError(f"{file}: holds no testcases (an empty or aborted run?); refusing to merge it")
+    return suites
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def _refuse_input_as_output(paths: Sequence[Path], out: Path) -> None:
+    """Refuse an output that is one of the inputs (or an input results directory).
+
+    Raises:
+        InputError: ``out`` resolves to an input file, to the junit.xml of an
+            input results directory, or to that directory itself; or see
+            :func:`harness.compare.junit_file`.
+    """
+    for given in paths:
+        file = junit_file(given)
+        if _same_file(out, file) or (given.is_dir() and _same_file(out, given)):
+            raise InputError(f"merge: the output {out} is the input {file}; "
+                             "writing it would destroy that input (choose another -o)")
 
 
 def _unique_names(suites: list[tuple[Path, Any]]) -> list[str]:
@@ -394,9 +424,10 @@ def merge(paths: Sequence[Path]) -> JUnitXml:
 
     Raises:
         InputError: no paths, a path given twice, or any input missing, empty,
-            truncated or corrupt (see :func:`harness.compare.load_run`).
+            truncated or corrupt (see :func:`harness.compare.load_run`), or
+            holding no testcase (the message names the file).
     """
-    suites = [(file, suite) for file in _inputs(paths) for suite in parse_junit(file)]
+    suites = [(file, suite) for file in _inputs(paths) for suite in _suites_of(file)]
     merged = JUnitXml("cma-harness merged")
     wall: list[float | None] = []
     for (file, original), name in zip(suites, _unique_names(suites), strict=True):
@@ -415,10 +446,12 @@ def merge(paths: Sequence[Path]) -> JUnitXml:
 
 
 def merge_paths(paths: Sequence[Path], out: Path) -> None:
-    """:func:`merge` ``paths`` and write the document to ``out`` (temporary name, then rename).
+    """:func:`merge` ``paths`` and write the document to ``out`` (temporary name, fsync, rename).
 
     Raises:
-        InputError: see :func:`merge`; ``out`` cannot be written.
+        InputError: see :func:`merge`; ``out`` is one of the inputs (see
+            :func:`_refuse_input_as_output`); ``out`` cannot be written.
     """
+    _refuse_input_as_output(paths, out)
     xml = merge(paths)
-    _write_all({out: lambda tmp: xml.write(str(tmp), pretty=True)})
+    _write_all({out: junit_bytes(xml)})

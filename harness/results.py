@@ -10,6 +10,7 @@ suite's ``<system-out>``.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -24,9 +25,11 @@ from junitparser import Error, Failure, JUnitXml, Skipped, SystemOut, TestCase, 
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from harness.cache import atomic_write, sync_dir
 from harness.cell import CellResult
 from harness.checks import Status
-from harness.errors import InputError
+from harness.compare import parse_junit
+from harness.errors import EnvironmentProblem, InputError
 
 # XML 1.0 forbids most C0 control characters; console logs hold some (escape
 # sequences of the shell's line editor).
@@ -56,6 +59,20 @@ class Provenance:
             "series.hash": self.series_hash, "config.hash": self.config_hash,
             "toolchain": self.toolchain, "qemu": self.qemu,
         }
+
+
+def junit_bytes(xml: JUnitXml) -> bytes:
+    """``xml`` as pretty-printed UTF-8 bytes, ready for :func:`harness.cache.atomic_write`.
+
+    The ``skipped`` attribute is removed from ``<testsuites>`` (junitparser's
+    ``update_statistics`` sets it, the Jenkins xunit plugin's junit-10.xsd only
+    allows it on ``<testsuite>``); ``tests``, ``failures``, ``errors`` and
+    ``time`` stay as the caller left them (call ``update_statistics`` first).
+    """
+    xml._elem.attrib.pop("skipped", None)  # junitparser has no API to delete an attribute
+    buffer = io.BytesIO()
+    xml.write(buffer, pretty=True)
+    return buffer.getvalue()
 
 
 def _testcase(suite_name: str, check_name: str, status: Status, message: str,
@@ -97,6 +114,9 @@ def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str
     for check in result.checks:
         suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
                                      check.message, check.details, check.seconds))
+    if not result.checks:  # a cell that produced nothing is an error, never an empty green suite
+        suite.add_testcase(_testcase(result.cell.name, "checks", Status.ERROR,
+                                     "the cell produced no check result", "", result.seconds))
     log = result.log.read_bytes().decode("utf-8", errors="replace").replace("\r", "")
     if len(log) > _MAX_LOG_CHARS:
         log = f"[console log truncated; full log: {result.log.name}]\n" + log[-_MAX_LOG_CHARS:]
@@ -156,10 +176,43 @@ def previous_seconds(root: Path) -> dict[str, float]:
         return {}
 
 
+def _save(path: Path, data: bytes) -> None:
+    """:func:`harness.cache.atomic_write`; an OSError becomes an EnvironmentProblem naming ``path``."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write {path}: {exc.strerror or exc} "
+                                 "(nothing half written was left)") from exc
+
+
 def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.rename(path)
+    _save(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def point_latest(root: Path, run_id: str) -> None:
+    """Point the symlink ``root/latest`` at ``run_id`` (a relative target) atomically.
+
+    The new link is made under a unique hidden name in ``root`` and renamed
+    onto ``latest`` (``os.replace``), so ``latest`` never goes missing and two
+    runs finishing at once never collide: the last rename wins.  A ``latest``
+    that is a real directory or file (CI replaces the link by the run's copy)
+    is left alone.
+
+    Raises:
+        OSError: the link cannot be made in ``root`` (the temporary link is removed).
+    """
+    latest = root / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return
+    tmp = root / f".latest.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.symlink_to(run_id)
+    try:
+        os.replace(tmp, latest)
+    except IsADirectoryError:  # a directory appeared as ``latest`` meanwhile: leave it
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    sync_dir(root)
 
 
 def exit_status(cells: Sequence[CellResult]) -> int:
@@ -170,9 +223,25 @@ def exit_status(cells: Sequence[CellResult]) -> int:
 
 
 def exit_status_of_run(run_dir: Path) -> int:
-    """0 when the run's junit.xml has no failure and no error, else 1 (for resumed runs)."""
-    xml = JUnitXml.fromfile(str(run_dir / "junit.xml"))
-    return 1 if any(s.failures or s.errors for s in xml) else 0
+    """0 when the run's junit.xml has no failure and no error, else 1 (for resumed runs).
+
+    Counts the ``<failure>``/``<error>`` elements (not the count attributes);
+    a junit.xml holding no testcase is 1.
+
+    Raises:
+        InputError: junit.xml unreadable or corrupt.
+    """
+    cases = [case for suite in parse_junit(run_dir / "junit.xml") for case in suite]
+    if not cases:
+        return 1
+    return 1 if any(isinstance(r, (Failure, Error)) for case in cases for r in case.result) else 0
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable or corrupt JSON: {exc}") from exc
 
 
 def _cma_column(result: CellResult) -> str:
@@ -277,11 +346,22 @@ class ResultsDir:
         return {p.stem for p in self.cells.glob("*.xml")}
 
     def write_provenance(self, info: dict[str, object], board_files: list[Path], matrix_file: Path) -> None:
-        """Write run.json and copies of the board files and the matrix (first thing a run does)."""
+        """Write run.json and copies of the board files and the matrix (first thing a run does).
+
+        Every file is written atomically (:func:`harness.cache.atomic_write`).
+
+        Raises:
+            InputError: a board file or the matrix cannot be read.
+            EnvironmentProblem: a file cannot be written (a full disk...).
+        """
         (self.partial / "boards").mkdir(exist_ok=True)
-        for path in board_files:
-            shutil.copy2(path, self.partial / "boards" / path.name)
-        shutil.copy2(matrix_file, self.partial / "matrix.toml")
+        for source, copy in [*((b, self.partial / "boards" / b.name) for b in board_files),
+                             (matrix_file, self.partial / "matrix.toml")]:
+            try:
+                data = source.read_bytes()
+            except OSError as exc:
+                raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
+            _save(copy, data)
         _write_json(self.partial / "run.json", {"run_id": self.run_id,
                                                 "timestamp": self.timestamp.isoformat(), **info})
 
@@ -289,43 +369,56 @@ class ResultsDir:
         return self.logs / f"{slug}.log"
 
     def write_cell(self, slug: str, suite: TestSuite, metrics: dict[str, object] | None = None) -> Path:
-        """Write one finished cell's testsuite (and metrics) to ``cells/`` atomically."""
+        """Write one finished cell's testsuite (and metrics) to ``cells/`` atomically.
+
+        ``cells/<slug>.json`` comes first, ``cells/<slug>.xml`` (what marks the
+        cell done for ``--resume``) last; each is complete or absent.
+
+        Returns:
+            The path of ``cells/<slug>.xml``.
+
+        Raises:
+            EnvironmentProblem: a file cannot be written (no partial file is left).
+        """
         xml = JUnitXml("cma-harness")
         xml.add_testsuite(suite)
         xml.update_statistics()
         if metrics is not None:
             _write_json(self.cells / f"{slug}.json", metrics)
-        tmp = self.cells / f".{slug}.xml.tmp"
-        xml.write(str(tmp), pretty=True)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
         path = self.cells / f"{slug}.xml"
-        tmp.rename(path)
+        _save(path, junit_bytes(xml))
         return path
 
     def finish(self, order: Sequence[str], cells: Sequence[CellResult]) -> Path:
         """Assemble junit.xml and metrics.json from the cells' files (``order``: slugs), publish.
 
-        Points ``cells``' log paths at their final place and ``latest`` at this run.
+        Points ``cells``' log paths at their final place and ``latest`` at this run
+        (:func:`point_latest`).  junit.xml and metrics.json are written atomically.
+
+        Returns:
+            The published run directory ``<root>/<run-id>``.
+
+        Raises:
+            InputError: a cell file is unreadable or corrupt (named with its position).
+            EnvironmentProblem: junit.xml or metrics.json cannot be written.
+            OSError: the directory cannot be renamed.
         """
         xml = JUnitXml("cma-harness")
         metrics = {}
         for slug in order:
-            for suite in JUnitXml.fromfile(str(self.cells / f"{slug}.xml")):
+            for suite in parse_junit(self.cells / f"{slug}.xml"):
                 xml.add_testsuite(suite)
             mfile = self.cells / f"{slug}.json"
             if mfile.is_file():
-                metrics[slug] = json.loads(mfile.read_text())
+                metrics[slug] = _read_json(mfile)
         xml.update_statistics()
-        xml.write(str(self.partial / "junit.xml"), pretty=True)
         _write_json(self.partial / "metrics.json", metrics)
+        _save(self.partial / "junit.xml", junit_bytes(xml))
         self.partial.rename(self.final)
+        sync_dir(self.root)
         for c in cells:
             c.log = self.final / "logs" / c.log.name
-        latest = self.root / "latest"
-        if latest.is_symlink() or not latest.exists():
-            latest.unlink(missing_ok=True)
-            latest.symlink_to(self.run_id)
+        point_latest(self.root, self.run_id)
         return self.final
 
     def discard(self) -> None:
