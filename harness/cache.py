@@ -6,6 +6,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -113,3 +114,36 @@ def atomic_write(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     sync_dir(path.parent)
+
+
+# A temporary directory in the cache (a build's staging directory, an unpack,
+# an initramfs in the making, an entry set aside as corrupt) is named ".<something>";
+# one older than this belongs to a run that was killed.  The longest step that
+# keeps one (a cold kernel build) takes well under an hour on 2 cores.
+STALE_AFTER_S = 24 * 3600
+_TEMP_HOMES = ("kernels", "rootfs", "trees", "roots")
+
+
+def collect_stale(now: float | None = None) -> list[Path]:
+    """Remove temporary directories left in the cache by killed runs; return what was removed.
+
+    Only dot-named directories directly under the cache's ``kernels/``, ``rootfs/``,
+    ``trees/`` and ``roots/`` whose modification time is older than
+    :data:`STALE_AFTER_S` seconds are touched; published entries never are.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for home in _TEMP_HOMES:
+        directory = cache_root() / home
+        if not directory.is_dir():
+            continue
+        for entry in directory.iterdir():
+            try:
+                stale = (entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink()
+                         and now - entry.stat().st_mtime > STALE_AFTER_S)
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed

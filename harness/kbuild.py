@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -30,11 +31,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from harness import paths
-from harness.cache import cache_root, digest, file_digest, publish_dir
+from harness.cache import cache_root, collect_stale, digest, file_digest, publish_dir
 from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
 from harness.integrity import discard_corrupt, manifest_problems, write_manifest
+from harness.qemu import die_with_parent
 from harness.series import Series, TreeStateError, init_series_state, switch_series
 
 PATCHES_DIR, FRAGMENTS_DIR = paths.PATCHES_DIR, paths.FRAGMENTS_DIR
@@ -411,32 +414,62 @@ class _MakeRunner:
             f"CROSS_COMPILE={CROSS_COMPILE}", f"CC=ccache {CROSS_COMPILE}gcc", f"-j{jobs}", *targets,
         ]
         full_env = {**os.environ, **_build_env(), **(env or {})}
-        started = time.monotonic()
-        last_report = started
         with self.log.open("a") as log:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
+            # Its own process group, so that the whole make (compilers included)
+            # can be stopped when the harness fails or is interrupted.
             proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
-            assert proc.stdout is not None
-            count = 0
-            errors: list[str] = []
-            for line in proc.stdout:
-                log.write(line)
-                count += 1
-                if len(errors) < 50 and _ERROR_LINE.search(line):
-                    errors.append(line)
-                now = time.monotonic()
-                if now - last_report >= 0.5:
-                    last_report = now
-                    self.progress(f"make {' '.join(targets)}: {count} lines, "
-                                  f"{now - started:.0f}s: {line.strip()[:60]}")
-            rc = proc.wait()
+            try:
+                errors = self._follow(proc, log, targets)
+                rc = proc.wait()
+            except BaseException:
+                stop_group(proc)
+                raise
         if rc != 0:
             said = "; ".join(first_error_lines(errors)) or "no error line in its output"
             raise BuildError(f"make {' '.join(targets)} failed (exit {rc}): {said}; "
                              f"full output in {self.log}")
+
+
+    def _follow(self, proc: subprocess.Popen[str], log: TextIO, targets: tuple[str, ...]) -> list[str]:
+        """Copy make's output to ``log``, report progress; return the lines that look like errors."""
+        assert proc.stdout is not None
+        started = last_report = time.monotonic()
+        count = 0
+        errors: list[str] = []
+        for line in proc.stdout:
+            log.write(line)
+            count += 1
+            if len(errors) < 50 and _ERROR_LINE.search(line):
+                errors.append(line)
+            now = time.monotonic()
+            if now - last_report >= 0.5:
+                last_report = now
+                self.progress(f"make {' '.join(targets)}: {count} lines, "
+                              f"{now - started:.0f}s: {line.strip()[:60]}")
+        return errors
+
+
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """Stop the process group led by ``proc`` (started with ``start_new_session``): SIGTERM,
+    then SIGKILL after 5 s; reaps ``proc``."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            os.killpg(proc.pid, 0)  # children of make still there?
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            break
+    proc.wait()
 
 
 def _build_env() -> dict[str, str]:
@@ -500,6 +533,7 @@ def build_kernel(request: BuildRequest, progress: Progress) -> KernelBuild:
         BuildError: make failed (the log path is in the message).
     """
     toolchain = check_host_tools()
+    collect_stale()
     found = cached_build(request, toolchain)
     if found:
         return found

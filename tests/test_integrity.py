@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from harness import kbuild
+from harness.cache import collect_stale
 from harness.integrity import manifest_problems, write_manifest
 
 
@@ -58,3 +60,17 @@ def test_a_truncated_cached_zimage_is_rebuilt_not_returned(tmp_path: Path, monke
     assert kbuild.cached_build(request, "t") is None
     assert not entry.exists()
     assert "zImage changed" in capsys.readouterr().err
+
+
+def test_temporary_directories_of_killed_runs_are_collected(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: temporary directories in the cache were never collected."""
+    monkeypatch.setenv("CMA_HARNESS_CACHE", str(tmp_path))
+    old, fresh, entry = (tmp_path / "kernels" / ".abc-old", tmp_path / "kernels" / ".abc-new",
+                         tmp_path / "kernels" / "0123456789abcdef")
+    for d in (old, fresh, entry):
+        d.mkdir(parents=True)
+    os.utime(old, (0, 0))
+    os.utime(entry, (0, 0))
+    assert collect_stale() == [old]
+    assert not old.exists() and fresh.is_dir() and entry.is_dir()

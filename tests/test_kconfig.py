@@ -85,3 +85,31 @@ def test_first_error_lines_keep_the_order_and_drop_repeats() -> None:
     assert first_error_lines(lines, most=2) == [
         "mm/cma.c:12:1: error: expected ';'", "make[2]: *** [scripts/Makefile.build:250: mm/cma.o] Error 1"]
     assert first_error_lines(["  LD      vmlinux\n"]) == []
+
+
+def _alive_with(marker: str) -> list[int]:
+    """PIDs whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_an_interrupted_build_leaves_no_make_or_compiler_behind(tmp_path: Path) -> None:
+    """Issue 10: make (and what it started) kept running after the harness failed or was interrupted."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text("zImage:\n\tsleep 61.234 & sleep 61.234 & "
+                                   "while true; do echo CC; sleep 0.05; done\n")
+
+    def interrupt(message: str) -> None:
+        raise KeyboardInterrupt
+
+    make = _MakeRunner(tree, tmp_path / "out", tmp_path / "build.log", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make("zImage")
+    assert _alive_with("61.234") == []
