@@ -62,16 +62,25 @@ class CellResult:
 
 _live: set[pexpect.spawn[bytes]] = set()
 _live_lock = threading.Lock()
+_stopping = threading.Event()  # set by kill_all_guests(): a guest started after it dies at once
+
+
+def allow_guests() -> None:
+    """Let :func:`running_qemu` start guests again (a new run after :func:`kill_all_guests`)."""
+    _stopping.clear()
 
 
 def kill_all_guests() -> int:
-    """Kill every QEMU started by :func:`running_qemu` that is still running.
+    """Kill every QEMU started by :func:`running_qemu` that is still running, and any started later.
 
     For Ctrl-C while cells run in worker threads: the threads' own cleanup only
     runs once their blocking read returns, which killing QEMU makes immediate.
-    Returns the number of guests killed.
+    A worker that was starting a guest at that moment has it killed as soon as
+    it is registered, until :func:`allow_guests`.  Returns the number of guests
+    still registered.
     """
     with _live_lock:
+        _stopping.set()
         children = list(_live)
     for child in children:
         if child.isalive():
@@ -87,6 +96,8 @@ def running_qemu(argv: list[str]) -> Iterator[pexpect.spawn[bytes]]:
         argv[0], argv[1:], timeout=None, preexec_fn=qemu.die_with_parent, encoding=None))
     with _live_lock:
         _live.add(child)
+        if _stopping.is_set():
+            child.kill(signal.SIGKILL)
     try:
         yield child
     finally:

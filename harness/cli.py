@@ -29,7 +29,7 @@ from harness.cell import CellResult, ReservationCheck, oracle_expectation, run_c
 from harness.checks import CheckResult, Status
 from harness.cmdline import validate_cmdline
 from harness.doctor import HostNotReady, examine, preflight, raise_if_problems
-from harness.errors import HarnessError, InputError, PatchError
+from harness.errors import EnvironmentProblem, HarnessError, InputError, PatchError
 from harness.progress import Reporter
 from harness.series import parse_series, with_extra_patches
 
@@ -209,16 +209,68 @@ def _list_cells(mat: matrix.Matrix, cells: list[matrix.Cell]) -> int:
     return 0
 
 
-def _resume_args(args: argparse.Namespace) -> None:
-    """``run --resume DIR``: take matrix, filters, source, series and patches from DIR/run.json."""
+def _resume_args(args: argparse.Namespace) -> dict[str, object]:
+    """``run --resume DIR``: take matrix, filters, source, series and patches from DIR/run.json.
+
+    Returns:
+        The run.json (see :meth:`harness.results.ResultsDir.unfinished`).
+
+    Raises:
+        InputError: DIR is not an unfinished run, or its run.json lacks or mistypes a field.
+    """
     info = results.ResultsDir.unfinished(args.resume)
-    run = info.get("invocation")
-    if not isinstance(run, dict):
-        raise InputError(f"--resume {args.resume}: run.json has no 'invocation'")
+    run = results.resume_invocation(info, args.resume)
     args.matrix = args.resume / "matrix.toml"
     args.board, args.cmdline = run.get("board"), run.get("cmdline")
     args.kernel_src, args.series = Path(run["kernel_src"]), Path(run["series"])
     args.patch = [Path(p) for p in run.get("patches", [])]
+    return info
+
+
+def check_full_cmdlines(where: str, cells: list[matrix.Cell], loaded: dict[str, boards.Board],
+                        interactive: bool = False) -> None:
+    """Refuse a cell whose WHOLE kernel command line exceeds ARM's COMMAND_LINE_SIZE (1024 bytes).
+
+    The whole line is what ``-append`` gets (:func:`harness.qemu.kernel_cmdline`):
+    the board's console arguments, the harness's, then the cell's; the matrix
+    checked the cell's part alone.  ``interactive``: as ``boot`` builds it.
+
+    Raises:
+        InputError: ``<where>: cell '<board:cmdline>': with board <b>'s arguments and the
+            harness's, kernel cmdline is N bytes; ARM allows at most 1023`` (a cell
+            name over 80 characters is cut, with the cmdline's length).
+    """
+    for cell in cells:
+        try:
+            validate_cmdline(qemu.kernel_cmdline(loaded[cell.board], cell.cmdline, interactive))
+        except InputError as exc:
+            name = cell.name if len(cell.name) <= 80 else f"{cell.name[:72]}... ({len(cell.cmdline)} bytes)"
+            raise InputError(f"{where}: cell {name!r}: with board {cell.board}'s arguments and "
+                             f"the harness's, {exc}") from exc
+
+
+def _run_cells_of(args: argparse.Namespace) -> tuple[matrix.Matrix, list[matrix.Cell], dict[str, object]]:
+    """The matrix and the cells ``run`` will run (``--resume``: its run.json too), all input checked.
+
+    Raises:
+        InputError: a bad matrix, board, filter, resume directory, a whole
+            kernel command line too long, bad ``-j``/``--retries``; nothing is written.
+    """
+    resumed = _resume_args(args) if args.resume is not None else {}
+    mat = matrix.load_matrix(args.matrix)
+    if args.board is not None:
+        boards.load_board(args.board)  # an unknown board is named as such
+    if args.cmdline is not None:
+        validate_cmdline(args.cmdline)
+    cells = matrix.filter_cells(mat, args.board, args.cmdline)
+    # A broken board file is refused before anything runs.
+    loaded = {name: boards.load_board(name) for name in dict.fromkeys(c.board for c in cells)}
+    check_full_cmdlines(str(mat.path), cells, loaded)
+    if args.jobs < 1:
+        raise InputError("-j/--jobs must be at least 1")
+    if args.retries < 0:
+        raise InputError("--retries must be 0 or more")
+    return mat, cells, resumed
 
 
 def _provenance_info(args: argparse.Namespace, prepared: dict[str, Prepared], qemu_version: str,
@@ -253,45 +305,63 @@ def _harness_version() -> str:
     return paths.harness_version()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _open_run_dir(args: argparse.Namespace, prepared: dict[str, Prepared], info: dict[str, object],
+                  mat: matrix.Matrix, resumed: dict[str, object]) -> tuple[results.ResultsDir, set[str]]:
+    """The run's results directory with its provenance written, and the slugs of cells already done.
+
+    A new directory that cannot be set up is removed again (nothing is left).
+
+    Raises:
+        InputError: ``--resume`` and a kernel changed since the run started; a
+            board file or the matrix cannot be read.
+        EnvironmentProblem: the directory or a file in it cannot be written.
+    """
+    try:
+        run_dir = results.ResultsDir(args.results, resume=args.resume)
+    except OSError as exc:  # checked writable before the build; a full disk or a race since
+        raise EnvironmentProblem(f"cannot create a run directory in {args.results}: "
+                                 f"{exc.strerror or exc}") from exc
     if args.resume is not None:
-        _resume_args(args)
-    mat = matrix.load_matrix(args.matrix)
-    if args.board is not None:
-        boards.load_board(args.board)  # an unknown board is named as such
-    if args.cmdline is not None:
-        validate_cmdline(args.cmdline)
-    cells = matrix.filter_cells(mat, args.board, args.cmdline)
-    for name in dict.fromkeys(c.board for c in cells):
-        boards.load_board(name)  # a broken board file is refused before anything runs
-    if args.list:
-        return _list_cells(mat, cells)
-    preflight([boards.load_board(name) for name in dict.fromkeys(c.board for c in cells)])
-    if args.jobs < 1:
-        raise InputError("-j/--jobs must be at least 1")
-    if args.retries < 0:
-        raise InputError("--retries must be 0 or more")
-    qemu_version = qemu.qemu_version()
-    with Reporter(out) as rep:
-        prepared = _prepare([c.board for c in cells], args, rep)
-    info = _provenance_info(args, prepared, qemu_version, mat)
-    run_dir = results.ResultsDir(args.results, resume=args.resume)
-    if args.resume is not None:
-        before = json.loads((args.resume / "run.json").read_text()).get("kernels", {})
+        before = resumed.get("kernels")
+        before = before if isinstance(before, dict) else {}  # a table of tables: ResultsDir.unfinished
         changed = [n for n, p in prepared.items()
                    if n in before and before[n].get("build_key") != p.kernel.key]
         if changed:
             raise InputError(f"--resume {args.resume}: the kernel for {', '.join(changed)} changed since "
                              "the run started (series, config or source); start a new run")
-        done_slugs = run_dir.done_cells()
+        return run_dir, run_dir.done_cells()
+    try:
+        run_dir.write_provenance(info, [p.board.file for p in prepared.values() if p.board.file], mat.path)
+    except BaseException:
+        run_dir.discard()
+        raise
+    return run_dir, set()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    mat, cells, resumed = _run_cells_of(args)
+    if args.list:
+        return _list_cells(mat, cells)
+    for root in (args.resume.parent, args.resume) if args.resume is not None else (args.results,):
+        results.check_results_root(root)  # before the build: a run could not keep its results
+    preflight([boards.load_board(name) for name in dict.fromkeys(c.board for c in cells)])
+    qemu_version = qemu.qemu_version()
+    with Reporter(out) as rep:
+        prepared = _prepare([c.board for c in cells], args, rep)
+    info = _provenance_info(args, prepared, qemu_version, mat)
+    run_dir, done_slugs = _open_run_dir(args, prepared, info, mat, resumed)
+    if args.resume is not None:
         out.print(f"resuming {run_dir.run_id}: {len(done_slugs)} of {len(cells)} cell(s) already done")
-    else:
-        done_slugs = set()
-        run_dir.write_provenance(info, [p.board.file for p in prepared.values() if p.board.file],
-                                 mat.path)
     provenance = {name: results.Provenance(p.kernel.release, p.kernel.source, p.kernel.series_hash,
                                            p.kernel.config_hash, p.kernel.toolchain, qemu_version)
                   for name, p in prepared.items()}
+    return _run_cells(args, mat, cells, prepared, run_dir, done_slugs, provenance)
+
+
+def _run_cells(args: argparse.Namespace, mat: matrix.Matrix, cells: list[matrix.Cell],
+               prepared: dict[str, Prepared], run_dir: results.ResultsDir, done_slugs: set[str],
+               provenance: dict[str, results.Provenance]) -> int:
+    """Run the cells not yet done, write each as it finishes, publish; the run's exit status."""
     todo = [c for c in cells if c.slug not in done_slugs]
     done: list[CellResult] = []
     try:
@@ -332,7 +402,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     validate_cmdline(args.cmdline)
-    preflight([boards.load_board(args.board)])
+    board = boards.load_board(args.board)
+    check_full_cmdlines("--cmdline", [matrix.Cell(args.board, args.cmdline)], {args.board: board},
+                        interactive=True)
+    preflight([board])
     qemu.qemu_version()
     with Reporter(out) as rep:
         ready = _prepare([args.board], args, rep)[args.board]

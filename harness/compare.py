@@ -46,6 +46,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -321,17 +322,25 @@ def exit_status(comparison: Comparison) -> int:
 def junit_file(path: Path) -> Path:
     """The junit.xml of ``path``: the file itself, or ``<dir>/junit.xml``.
 
+    Only a regular file is ever returned: a FIFO, a device or a socket (given,
+    or as a directory's junit.xml) is refused here, before anything opens it.
+
     Raises:
-        InputError: ``path`` does not exist, is an empty directory, or a directory
-            without junit.xml (the message lists what it holds).
+        InputError: ``path`` does not exist, is neither a regular file nor a
+            directory, is an empty directory, or a directory without a regular
+            junit.xml (the message lists what it holds).
     """
     if not path.exists():
         raise InputError(f"{path}: no such file or results directory")
     if not path.is_dir():
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file or results directory")
         return path
     candidate = path / JUNIT_NAME
     if candidate.is_file():
         return candidate
+    if candidate.exists():
+        raise InputError(f"{candidate}: not a regular file")
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         raise InputError(f"{path}: results directory is empty (no {JUNIT_NAME}; did the run finish?)")
@@ -340,16 +349,51 @@ def junit_file(path: Path) -> Path:
     raise InputError(f"{path}: no {JUNIT_NAME} in this results directory (it holds: {shown}){hint}")
 
 
+def _bad_time(elem: Any) -> str | None:
+    """The ``time`` attribute of ``elem`` when it is not a finite number (as junitparser reads it)."""
+    text = elem.get("time")
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        return str(text)
+    return None if math.isfinite(value) else str(text)
+
+
+def _check_times(xml: Any, file: Path) -> None:
+    """Refuse a document whose root, a testsuite or a testcase has a ``time`` that is no number.
+
+    Raises:
+        InputError: ``<file>: testsuite 'S' testcase 'C': time='zz' is not a number of seconds``.
+    """
+    root = xml._elem  # junitparser keeps the element; its FloatAttr would raise ValueError later
+    if root.tag == "testsuites" and (bad := _bad_time(root)) is not None:
+        raise InputError(f"{file}: <testsuites>: time={bad!r} is not a number of seconds")
+    for suite in root.iter("testsuite"):
+        where = f"testsuite {suite.get('name', '')!r}"
+        if (bad := _bad_time(suite)) is not None:
+            raise InputError(f"{file}: {where}: time={bad!r} is not a number of seconds")
+        for case in suite.findall("testcase"):
+            if (bad := _bad_time(case)) is not None:
+                raise InputError(f"{file}: {where} testcase {case.get('name', '')!r}: "
+                                 f"time={bad!r} is not a number of seconds")
+
+
 def parse_junit(file: Path) -> JUnitXml:
     """Parse one JUnit XML file with junitparser.
 
     Raises:
-        InputError: unreadable, truncated or corrupt XML (the message is
-            ``<file>:<line>:<column>: ...`` from the parser's error position), or a
-            root element other than ``<testsuites>``/``<testsuite>``.
+        InputError: not a regular file (refused before opening: a FIFO would
+            block), unreadable, truncated or corrupt XML (the message is
+            ``<file>:<line>:<column>: ...`` from the parser's error position), a
+            root element other than ``<testsuites>``/``<testsuite>``, or a
+            ``time`` attribute that is not a finite number.
     """
     try:
-        return JUnitXml.fromfile(str(file))
+        if not stat.S_ISREG(file.stat().st_mode):
+            raise InputError(f"{file}: not a regular file")
+        xml = JUnitXml.fromfile(str(file))
     except SyntaxError as exc:  # xml.etree ParseError and lxml XMLSyntaxError both derive from it
         line, column = getattr(exc, "position", None) or (exc.lineno or 0, exc.offset or 0)
         reason = _POSITION_SUFFIX.sub("", str(exc.msg or exc))
@@ -359,6 +403,8 @@ def parse_junit(file: Path) -> JUnitXml:
             from exc
     except OSError as exc:
         raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    _check_times(xml, file)
+    return xml
 
 
 def _text(value: Any) -> str:

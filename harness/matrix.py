@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
-from harness.boards import available_boards
+from harness.boards import available_boards, read_input_text, refuse_unknown
 from harness.checks import CmaExpectation
 from harness.cmdline import validate_cmdline
 from harness.errors import InputError
@@ -168,13 +168,6 @@ def _names(raw: Any, where: str, key: str, known: tuple[str, ...] | None = None)
     return tuple(raw)
 
 
-def _refuse_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = set(raw) - known
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(sorted(known))})")
-
-
 def _reason(raw: dict[str, Any], key: str, where: str) -> str:
     value = raw.get(key, "")
     if not isinstance(value, str) or (key in raw and not value.strip()):
@@ -216,7 +209,7 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
             slug (file name), or a matrix that expands to no cell; the message
             names the file and the key (or both cells).
     """
-    _refuse_unknown(data, _TOP_KEYS, str(path))
+    refuse_unknown(data, _TOP_KEYS, str(path))
     boards = data.get("boards")
     if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
         raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
@@ -244,7 +237,7 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
         where = f"{path}: cells[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        _refuse_unknown(raw, _CELL_KEYS, where)
+        refuse_unknown(raw, _CELL_KEYS, where)
         cmdline = _cmdline(raw.get("cmdline", ""), where)
         expect = _expectation(raw["expect"], where) if "expect" in raw else None
         cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else suites
@@ -278,12 +271,12 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     """Read and expand a matrix file.
 
     Raises:
-        InputError: unreadable file, TOML syntax error, or see :func:`parse_matrix`.
+        InputError: the file is missing, unreadable, not a regular file (a FIFO is
+            refused without opening it), not UTF-8, a TOML syntax error, or see
+            :func:`parse_matrix`.
     """
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read matrix {path}: {exc.strerror}") from exc
+        data = tomllib.loads(read_input_text(path, "matrix"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: {exc}") from exc
     return parse_matrix(data, path, tuple(available_boards()))

@@ -25,6 +25,7 @@ Three renderings of one comparison, written side by side by :func:`write_reports
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
 import os
@@ -288,19 +289,26 @@ def _write_all(contents: dict[Path, bytes]) -> None:
     """Write every file under a temporary name (fsynced), then rename them all; clean up on failure.
 
     ``contents`` maps a final path to its bytes.  Either every file is
-    replaced by its complete new version, or (when writing fails) none is.
+    replaced by its complete new version, or (when writing fails) none is,
+    and the directories made for them are removed again.
 
     Raises:
-        InputError: a directory or file cannot be written (ENOSPC, EACCES...).
+        InputError: a directory or file cannot be written (ENOSPC, EACCES, a
+            file in the way...); the message names the file.
     """
     pending: dict[Path, Path] = {}
+    made: list[Path] = []
     current = next(iter(contents), Path("report"))
     try:
         for current, data in contents.items():
-            current.parent.mkdir(parents=True, exist_ok=True)
+            missing = [d for d in (current.parent, *current.parent.parents) if not os.path.lexists(d)]
+            for directory in reversed(missing):
+                directory.mkdir()
+                made.append(directory)
             pending[current] = write_temp(current, data)
         for current, tmp in pending.items():
             os.replace(tmp, current)
+        made.clear()
         for directory in {final.parent for final in pending}:
             sync_dir(directory)
     except OSError as exc:
@@ -308,6 +316,9 @@ def _write_all(contents: dict[Path, bytes]) -> None:
     finally:
         for tmp in pending.values():
             tmp.unlink(missing_ok=True)
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def write_reports(c: Comparison, out_dir: Path) -> dict[str, Path]:

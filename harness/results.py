@@ -17,14 +17,17 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from junitparser import Error, Failure, JUnitXml, Skipped, SystemOut, TestCase, TestSuite
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from harness.boards import read_input_text
 from harness.cache import atomic_write, sync_dir
 from harness.cell import CellResult
 from harness.checks import Status
@@ -215,6 +218,29 @@ def point_latest(root: Path, run_id: str) -> None:
     sync_dir(root)
 
 
+def check_results_root(root: Path) -> None:
+    """Refuse a results root that a run could not write into, before anything is built.
+
+    The nearest existing one of ``root`` and its parents must be a directory
+    in which a directory can be made: a temporary one is made there and
+    removed at once, so nothing is left behind (and ``root`` is not created).
+
+    Raises:
+        InputError: ``<root>: <ancestor> is not a directory`` (e.g. ``-o`` names
+            an existing file, or a path under one), or ``<root>: cannot write
+            results there: <reason>`` (read-only, no permission, a dangling link).
+    """
+    existing = next((p for p in (root, *root.parents) if os.path.lexists(p)), Path("."))
+    if not existing.is_dir():
+        what = "not a directory" if existing.exists() else "a dangling symbolic link"
+        where = f"{root}: " + ("" if existing == root else f"{existing} is ")
+        raise InputError(f"{where}{what}; results need a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".cma-harness-probe-", dir=existing))
+    except OSError as exc:
+        raise InputError(f"{root}: cannot write results there: {exc.strerror or exc}") from exc
+
+
 def exit_status(cells: Sequence[CellResult]) -> int:
     """0 when every cell met its expectation, 1 otherwise (a failure or error in a check)."""
     if not cells:
@@ -282,6 +308,55 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
               + (f"; results in {results_dir}" if results_dir else ""))
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _field_error(where: Path, field: str, rule: str) -> InputError:
+    return InputError(f"--resume {where}: '{field}' must be {rule}")
+
+
+def _check_run_info(info: dict[str, object], where: Path) -> None:
+    """Check what :class:`ResultsDir` takes from a run.json: ``run_id``, ``timestamp``, ``kernels``.
+
+    Raises:
+        InputError: ``--resume <where>: '<field>' must be ...``.
+    """
+    if not isinstance(info.get("run_id"), str) or not _RUN_ID.fullmatch(str(info["run_id"])):
+        raise _field_error(where, "run_id", "a plain name ([A-Za-z0-9._-]+)")
+    try:
+        dt.datetime.fromisoformat(str(info["timestamp"]))
+    except (KeyError, ValueError) as exc:
+        raise _field_error(where, "timestamp", "an ISO 8601 date and time") from exc
+    kernels = info.get("kernels", {})
+    if not isinstance(kernels, dict) or not all(isinstance(k, dict) for k in kernels.values()):
+        raise _field_error(where, "kernels", "a table of tables")
+
+
+def resume_invocation(info: dict[str, object], run_dir: Path) -> dict[str, Any]:
+    """The ``invocation`` table of a run.json (from :meth:`ResultsDir.unfinished`), its fields checked.
+
+    ``kernel_src`` and ``series`` are non-empty strings (paths), ``patches`` a
+    list of strings (default empty), ``board`` and ``cmdline`` a string or null.
+
+    Raises:
+        InputError: ``--resume <run_dir>/run.json: 'invocation.<field>' must be ...``.
+    """
+    where = run_dir / "run.json"
+    run = info.get("invocation")
+    if not isinstance(run, dict):
+        raise _field_error(where, "invocation", "a table")
+    for key in ("kernel_src", "series"):
+        if not isinstance(run.get(key), str) or not run[key]:
+            raise _field_error(where, f"invocation.{key}", "a non-empty string (a path)")
+    patches = run.get("patches", [])
+    if not isinstance(patches, list) or not all(isinstance(x, str) for x in patches):
+        raise _field_error(where, "invocation.patches", "a list of paths")
+    for key in ("board", "cmdline"):
+        if run.get(key) is not None and not isinstance(run[key], str):
+            raise _field_error(where, f"invocation.{key}", "a string or null")
+    return run
+
+
 class ResultsDir:
     """A run's results directory: written cell by cell, published when complete.
 
@@ -323,22 +398,28 @@ class ResultsDir:
 
     @staticmethod
     def unfinished(path: Path) -> dict[str, object]:
-        """The ``run.json`` of the unfinished run directory ``path``.
+        """The ``run.json`` of the unfinished run directory ``path``, its fields checked.
+
+        ``run_id`` is a plain name, ``timestamp`` an ISO date, ``kernels`` (if
+        present) a table of tables; see :func:`resume_invocation` for the rest.
 
         Raises:
-            InputError: ``path`` is missing, already complete, or has no run.json.
+            InputError: ``path`` is missing, already complete, or its run.json is
+                missing, not a regular file, not a JSON object, or lacks or
+                mistypes one of those fields (the message names the field).
         """
         if not path.is_dir():
             raise InputError(f"--resume {path}: no such directory")
         if (path / "junit.xml").exists():
             raise InputError(f"--resume {path}: the run is already complete")
         try:
-            info = json.loads((path / "run.json").read_text())
-        except (OSError, ValueError) as exc:
+            info = json.loads(read_input_text(path / "run.json"))
+        except (InputError, ValueError) as exc:
             raise InputError(f"--resume {path}: not an unfinished cma-harness run "
                              f"(run.json unreadable: {exc})") from exc
         if not isinstance(info, dict) or "run_id" not in info:
             raise InputError(f"--resume {path}: run.json has no run_id")
+        _check_run_info(info, path / "run.json")
         return info
 
     def done_cells(self) -> set[str]:

@@ -24,7 +24,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from harness.cell import CellResult, kill_all_guests
+from harness.cell import CellResult, allow_guests, kill_all_guests
 from harness.checks import CheckResult, Status
 from harness.matrix import Cell
 
@@ -173,6 +173,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[CellResult],
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
     results: dict[int, CellResult] = {}
+    allow_guests()
     pool = cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="cell")
     with CellProgress(console, len(jobs)) as progress:
         try:

@@ -8,18 +8,25 @@ A patch that must differ between base kernels lives in a per-base directory
 beside the series file, named by the base's ``VERSION.PATCHLEVEL``
 (``6.1/0002-foo.patch``, ``6.12/0002-foo.patch``); the series names it once and
 the base's copy wins over a top-level file of the same name.
+
+A patch path must stay inside the series directory (no absolute path, no
+``..`` leaving it), and every patch must be a regular file of text (UTF-8,
+no NUL byte): anything else is refused with the series file and line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import digest, file_digest
+from harness.boards import input_text, read_input_bytes, read_input_text
+from harness.cache import digest
 from harness.errors import InputError, PatchError
 
 
@@ -45,17 +52,52 @@ class Series:
         return digest(f"{p.name}\0{p.strip}\0{p.sha256}" for p in self.patches)
 
 
+def _read_patch(path: Path, what: str) -> str:
+    """SHA-256 of the patch file ``path``, which must be a regular file of UTF-8 text without NUL.
+
+    Raises:
+        InputError: not a regular file (a FIFO is refused unopened), unreadable,
+            or binary (not UTF-8, or holding a NUL byte); the message names ``path``.
+    """
+    data = read_input_bytes(path, what)
+    input_text(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _patch_path(series_file: Path, word: str, base: str | None, where: str) -> Path:
+    """The file a series line names: inside the series directory, the base's copy first.
+
+    Raises:
+        InputError: an absolute path, a path whose ``..`` leaves the series
+            directory, or a patch that does not exist.
+    """
+    rel = os.path.normpath(word)
+    if os.path.isabs(rel) or rel == ".." or rel.startswith(f"..{os.sep}"):
+        raise InputError(f"{where}: patch {word} must be a path inside {series_file.parent} "
+                         "(no absolute path, no '..' leaving it)")
+    path = series_file.parent / rel
+    if base and os.path.lexists(series_file.parent / base / rel):
+        path = series_file.parent / base / rel
+    if not os.path.lexists(path):
+        also = f" (nor in {base}/)" if base else ""
+        raise InputError(f"{where}: patch {word} not found{also}")
+    return path
+
+
 def parse_series(series_file: Path, base: str | None = None) -> Series:
     """Read a quilt ``series`` file, resolving per-base patches for kernel ``base`` (e.g. "6.1").
 
     Raises:
-        InputError: the series file is missing, a line is malformed, or a listed
-            patch does not exist; the message names the file and line number.
+        InputError: the series file is missing, not a regular file (a FIFO is
+            refused unopened) or not UTF-8 text; a line is malformed; a listed
+            patch is an absolute path or leaves the series directory with
+            ``..``, does not exist, or is not a regular text file (binary: not
+            UTF-8 or holding NUL).  The message names the file and line number.
     """
-    if not series_file.is_file():
+    if not os.path.lexists(series_file):
         raise InputError(f"series file not found: {series_file}")
     patches = []
-    for lineno, raw in enumerate(series_file.read_text().splitlines(), 1):
+    for lineno, raw in enumerate(read_input_text(series_file, "series file").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -65,14 +107,13 @@ def parse_series(series_file: Path, base: str | None = None) -> Series:
             strip = int(words[1][2:])
         elif len(words) != 1:
             raise InputError(f"{series_file}:{lineno}: expected 'PATCH [-pN]', got {raw!r}")
-        path = series_file.parent / words[0]
-        if base and (series_file.parent / base / words[0]).is_file():
-            path = series_file.parent / base / words[0]
-        if not path.is_file():
-            where = f" (nor in {base}/)" if base else ""
-            raise InputError(f"{series_file}:{lineno}: patch {words[0]} not found{where}")
-        name = str(path.relative_to(series_file.parent))
-        patches.append(Patch(name, path, strip, file_digest(path)))
+        where = f"{series_file}:{lineno}"
+        path = _patch_path(series_file, words[0], base, where)
+        try:
+            sha = _read_patch(path, "patch")
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+        patches.append(Patch(str(path.relative_to(series_file.parent)), path, strip, sha))
     return Series(series_file, tuple(patches))
 
 
@@ -80,16 +121,14 @@ def with_extra_patches(series: Series, extra: list[Path]) -> Series:
     """``series`` with the patch files ``extra`` appended (``-p1``), e.g. a patch under review.
 
     Raises:
-        InputError: an extra patch does not exist or is not readable.
+        InputError: an extra patch does not exist, is not a regular file, is
+            not readable, or is binary (not UTF-8, or holding NUL).
     """
     patches = list(series.patches)
     for path in extra:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise InputError(f"patch {path} not found")
-        try:
-            sha = file_digest(path)
-        except OSError as exc:
-            raise InputError(f"cannot read patch {path}: {exc.strerror}") from exc
+        sha = _read_patch(path, "patch")
         patches.append(Patch(f"extra/{path.name}", path.resolve(), 1, sha))
     return Series(series.path, tuple(patches))
 

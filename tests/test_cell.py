@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pexpect
 import pytest
 
 from harness.cell import _cma_dev, _Evidence
@@ -90,3 +91,18 @@ def test_leak_after_a_suite_is_caught() -> None:
 
     _cma_dev(Leaky(GOOD), CELL, REPORT, ev)  # type: ignore[arg-type]
     assert _names(ev)["cma-test/alloc-free.no-leak"] is Status.FAIL
+
+
+def test_a_guest_started_while_the_run_is_being_stopped_dies_at_once() -> None:
+    """Ctrl-C raced a worker that was starting QEMU: that guest ran on and held up the exit."""
+    from harness.cell import allow_guests, kill_all_guests, running_qemu
+
+    kill_all_guests()
+    try:
+        with running_qemu(["sleep", "30"]) as child:
+            child.expect(pexpect.EOF, timeout=5)
+            assert not child.isalive()
+    finally:
+        allow_guests()
+    with running_qemu(["sleep", "5"]) as child:
+        assert child.isalive()
