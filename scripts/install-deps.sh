@@ -130,6 +130,8 @@ if [ ! -x "$busybox" ]; then
 	mv "$busybox.tmp" "$busybox"
 fi
 
+# The copy inside an installed wheel (harness/data/scripts/) has no checkout to put in a venv.
+[ -f "$repo/pyproject.toml" ] || exit 0
 venv=$repo/.venv
 stamp=$venv/.installed
 if [ ! -x "$venv/bin/python" ]; then

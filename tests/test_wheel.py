@@ -79,3 +79,16 @@ def test_installed_wheel_takes_a_users_board_by_path(installed: Path, tmp_path: 
     out = _run(installed, tmp_path, "run", "--list", "-m", str(mat), "--boards-dir", "boards")
     assert out.returncode == 0, out.stderr
     assert "my-a9" in out.stdout and "cma=32M" in out.stdout
+
+
+def test_the_wheels_install_deps_installs_host_packages_only(installed: Path, tmp_path: Path) -> None:
+    """The copy in site-packages has no checkout beside it: no venv is made inside the package."""
+    find = subprocess.run([str(installed / "python"), "-c",
+                           "import harness.paths as p; print(p.INSTALL_DEPS)"],
+                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    script = Path(find.stdout.strip())
+    assert script.is_file() and "site-packages" in str(script)
+    out = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not (script.parents[1] / ".venv").exists()
