@@ -410,7 +410,9 @@ class ResultsDir:
         """
         if not path.is_dir():
             raise InputError(f"--resume {path}: no such directory")
-        if (path / "junit.xml").exists():
+        # A ".partial" directory is unpublished even with its junit.xml written (the
+        # harness died before the rename): resuming assembles and publishes it again.
+        if (path / "junit.xml").exists() and not path.name.endswith(".partial"):
             raise InputError(f"--resume {path}: the run is already complete")
         try:
             info = json.loads(read_input_text(path / "run.json"))

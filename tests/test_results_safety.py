@@ -422,3 +422,27 @@ def test_a_full_disk_keeps_the_previous_reports_and_merged_file(tmp_path: Path) 
     with disk_full_after(1000), pytest.raises(InputError, match=rf"cannot write {re.escape(str(merged))}: "):
         merge_paths([BASE, JUNIT / "new-mixed.xml"], merged)
     assert sorted(os.listdir(tmp_path)) == ["compare"]
+
+
+def test_a_run_that_died_between_junit_and_publishing_can_be_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """junit.xml written, then the process died before .partial was renamed: --resume refused it."""
+    cells = [Cell("vexpress-a9", f"cma={i}M") for i in range(2)]
+    run_dir = _new_run(tmp_path)
+    _write_cells(run_dir, cells)
+    real_rename = Path.rename
+
+    def dies(self: Path, target: Path) -> Path:
+        if self == run_dir.partial:
+            raise KeyboardInterrupt  # killed right here
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_dir.finish([c.slug for c in cells], [])
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert (run_dir.partial / "junit.xml").is_file()
+    ResultsDir.unfinished(run_dir.partial)  # not "already complete"
+    final = ResultsDir(tmp_path, resume=run_dir.partial).finish([c.slug for c in cells], [])
+    assert len(list(JUnitXml.fromfile(str(final / "junit.xml")))) == 2
+    assert (tmp_path / "latest").resolve() == final.resolve()
