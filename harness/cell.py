@@ -20,7 +20,7 @@ import pexpect
 
 from harness import checks, oracle, qemu
 from harness.checks import CheckResult, Status
-from harness.console import Budget, Console
+from harness.console import Budget, Console, GuestGone
 from harness.errors import BootError
 from harness.matrix import Cell
 from harness.qemu import BootSpec, printable, qemu_argv
@@ -108,9 +108,31 @@ def running_qemu(argv: list[str]) -> Iterator[pexpect.spawn[bytes]]:
         child.close(force=True)
 
 
-def _boot_error(name: str, exc: BootError, argv: list[str]) -> CheckResult:
-    return CheckResult(name, Status.ERROR, str(exc),
-                       f"QEMU command line:\n{printable(argv)}\n\nconsole (last lines):\n{exc.excerpt}")
+def host_ended(child: pexpect.spawn[bytes], gone: bool, kernel_ran: bool) -> str:
+    """Why QEMU is gone if the host, not the guest, ended it; ``""`` otherwise.
+
+    ``gone``: the console reached EOF (QEMU exited); its exit is then awaited up
+    to 2 s.  A guest that powers off or panics (``panic=-1`` with ``-no-reboot``)
+    makes QEMU exit 0, a verdict on the kernel.  QEMU killed by a signal it did
+    not get from the harness, or exiting non-zero before the kernel printed a
+    record (a missing or unreadable dtb, zImage or initrd), is infrastructure.
+    """
+    deadline = time.monotonic() + (2.0 if gone else 0.0)
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if child.isalive():
+        return ""
+    if child.signalstatus is not None:
+        return f"QEMU was killed by {signal.Signals(child.signalstatus).name}"
+    if child.exitstatus and not kernel_ran:
+        return f"QEMU exited with status {child.exitstatus} before the kernel ran"
+    return ""
+
+
+def _boot_error(name: str, exc: BootError, argv: list[str], host: str = "") -> CheckResult:
+    return CheckResult(name, Status.ERROR, f"{host}: {exc}" if host else str(exc),
+                       f"QEMU command line:\n{printable(argv)}\n\nconsole (last lines):\n{exc.excerpt}",
+                       infrastructure=bool(host))
 
 
 @dataclass
@@ -283,7 +305,9 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path,
         try:
             boot_seconds = console.wait_for_shell(Budget(BOOT_SECONDS))
         except BootError as exc:
-            results = [_boot_error("boot", exc, argv), checks.check_kernel_log(console.transcript.records)]
+            records = console.transcript.records
+            host = host_ended(child, isinstance(exc, GuestGone), bool(records))
+            results = [_boot_error("boot", exc, argv, host), checks.check_kernel_log(records)]
             return CellResult(cell, results, log_path, time.monotonic() - start)
         results = [CheckResult("boot", Status.PASS, f"shell after {boot_seconds:.2f}s", seconds=boot_seconds)]
         report = checks.parse_cma_lines(console.transcript.records)
@@ -299,7 +323,8 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path,
             _drive(console, cell, report, ev)
         except BootError as exc:
             if not ev.suite_aborted:
-                ev.dev_results.append(_boot_error("guest-commands", exc, argv))
+                host = host_ended(child, isinstance(exc, GuestGone), True)
+                ev.dev_results.append(_boot_error("guest-commands", exc, argv, host))
             results += [*ev.dev_results, checks.check_kernel_log(console.transcript.records)]
             return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, ev.props)
     results += _evaluate(report, ev, console.transcript.records)

@@ -45,6 +45,9 @@ class CheckResult:
         message: one line; for a failure it says what was expected and what was seen.
         details: longer evidence (log excerpts), may be empty.
         seconds: time the check's guest interaction took.
+        infrastructure: for an ERROR, True when the host ended the guest (QEMU
+            killed by a signal, or QEMU failing before the kernel ran), not the
+            guest itself: JUnit ``<error type="infrastructure">``, not a verdict.
     """
 
     name: str
@@ -52,6 +55,7 @@ class CheckResult:
     message: str
     details: str = ""
     seconds: float = 0.0
+    infrastructure: bool = False
 
 
 # --- cma: lines of the boot log -------------------------------------------------

@@ -78,13 +78,19 @@ def junit_bytes(xml: JUnitXml) -> bytes:
     return buffer.getvalue()
 
 
+# JUnit <error> types: the guest misbehaved (a verdict on the kernel), or the host
+# ended it (a verdict on the machine, worth a retry elsewhere).
+GUEST_ERROR, INFRASTRUCTURE_ERROR = "GuestError", "infrastructure"
+
+
 def _testcase(suite_name: str, check_name: str, status: Status, message: str,
-              details: str, seconds: float) -> TestCase:
+              details: str, seconds: float, infrastructure: bool = False) -> TestCase:
     case = TestCase(check_name, classname=suite_name, time=round(seconds, 3))
     if status is Status.FAIL:
         case.result = [Failure(xml_safe(message), type_="CheckFailed")]
     elif status is Status.ERROR:
-        case.result = [Error(xml_safe(message), type_="GuestError")]
+        case.result = [Error(xml_safe(message),
+                             type_=INFRASTRUCTURE_ERROR if infrastructure else GUEST_ERROR)]
     elif status is Status.SKIP:
         case.result = [Skipped(xml_safe(message))]
     if status in (Status.FAIL, Status.ERROR) and details:
@@ -116,7 +122,7 @@ def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str
         suite.add_property(key, xml_safe(value))
     for check in result.checks:
         suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
-                                     check.message, check.details, check.seconds))
+                                     check.message, check.details, check.seconds, check.infrastructure))
     if not result.checks:  # a cell that produced nothing is an error, never an empty green suite
         suite.add_testcase(_testcase(result.cell.name, "checks", Status.ERROR,
                                      "the cell produced no check result", "", result.seconds))

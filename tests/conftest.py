@@ -17,3 +17,15 @@ def fixtures() -> Path:
 def console_log(name: str) -> str:
     """A committed real console log, ``\\r`` removed."""
     return (FIXTURES / "consoles" / name).read_bytes().decode("utf-8", "replace").replace("\r", "")
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live processes whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -27,6 +27,7 @@ from harness.console import Budget, Console, GuestGone
 from harness.klog import ProblemKind
 from harness.matrix import Cell, load_matrix
 from harness.series import parse_series
+from tests.conftest import processes_with
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[1]
@@ -123,9 +124,23 @@ def test_boot_that_panics_is_an_error_with_the_command_line(
     result = run_cell(cell, _spec(vexpress, cell.cmdline), tmp_path / "console.log")
     checks = {c.name: c for c in result.checks}
     assert checks["boot"].status is Status.ERROR
+    assert not checks["boot"].infrastructure  # QEMU exited 0 after panic=-1: a verdict on the kernel
     assert "qemu-system-arm -M vexpress-a9" in checks["boot"].details
     assert checks["kernel-log-clean"].status is Status.FAIL
     assert "panic" in checks["kernel-log-clean"].message
+
+
+def test_a_guest_whose_console_goes_silent_is_a_guest_error_and_its_qemu_is_stopped(
+        vexpress: tuple[boards.Board, kbuild.KernelBuild, rootfs.Initramfs], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """console=tty0 sends everything to a display nobody watches: the serial line stays quiet."""
+    monkeypatch.setenv("CMA_HARNESS_TIMEOUT_FACTOR", "0.1")  # the 60 s boot budget becomes 6 s
+    cell = Cell("vexpress-a9", "console=tty0", CmaExpectation("reserved", 16))
+    result = run_cell(cell, _spec(vexpress, cell.cmdline), tmp_path / "console.log")
+    checks = {c.name: c for c in result.checks}
+    assert checks["boot"].status is Status.ERROR and not checks["boot"].infrastructure
+    assert result.seconds < 30
+    assert not processes_with("console=tty0"), "the silent guest's QEMU is still running"
 
 
 def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from harness.errors import BuildError, ConfigError, InputError
 from harness.kbuild import _MakeRunner, first_error_lines, parse_fragment, verify_config
+from tests.conftest import processes_with
 
 REPO = Path(__file__).parents[1]
 
@@ -87,18 +88,6 @@ def test_first_error_lines_keep_the_order_and_drop_repeats() -> None:
     assert first_error_lines(["  LD      vmlinux\n"]) == []
 
 
-def _alive_with(marker: str) -> list[int]:
-    """PIDs whose command line holds ``marker``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_an_interrupted_build_leaves_no_make_or_compiler_behind(tmp_path: Path) -> None:
     """Issue 10: make (and what it started) kept running after the harness failed or was interrupted."""
     tree = tmp_path / "tree"
@@ -112,4 +101,4 @@ def test_an_interrupted_build_leaves_no_make_or_compiler_behind(tmp_path: Path) 
     make = _MakeRunner(tree, tmp_path / "out", tmp_path / "build.log", interrupt)
     with pytest.raises(KeyboardInterrupt):
         make("zImage")
-    assert _alive_with("61.234") == []
+    assert processes_with("61.234") == []
