@@ -24,7 +24,9 @@ cell (``board:cmdline``).  Each key present in either run gets exactly one
 
 Flaky: the runner marks a cell that passed only on a retry with the testsuite
 properties ``retry.flaky = "true"`` and ``retry.attempts = N``; a single
-testcase may carry a ``<properties>`` child with ``flaky = "true"``.  A flaky
+testcase may carry a ``<properties>`` child with ``flaky = "true"``, or its suite
+the property ``testcase.<testcase name>.flaky = "true"`` (where merge moves it:
+junit-10.xsd allows no ``<properties>`` in a ``<testcase>``).  A flaky
 marker never hides a failure: a failing case stays a regression /
 still-failing / new-failure.
 
@@ -467,7 +469,8 @@ def load_run(path: Path, *, allow_empty: bool = False) -> Run:
             while (info.name, name) in cases:
                 n += 1
                 name = f"{_text(case.name)} #{n}"
-            cases[(info.name, name)] = _case_result(info.name, name, case, info.flaky)
+            flaky = info.flaky or _is_true(info.properties.get(f"testcase.{_text(case.name)}.flaky"))
+            cases[(info.name, name)] = _case_result(info.name, name, case, flaky)
     if not cases and not allow_empty:
         raise InputError(f"{file}: holds no testcases (an empty or aborted run?)")
     return Run(file, cases, suites)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -35,9 +36,12 @@ from harness.compare import parse_junit
 from harness.errors import EnvironmentProblem, InputError
 
 # XML 1.0 forbids most C0 control characters; console logs hold some (escape
-# sequences of the shell's line editor).
-_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# sequences of the shell's line editor).  Lone surrogates (a path's undecodable
+# bytes, as Python's file system encoding keeps them) are no characters at all.
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _MAX_LOG_CHARS = 2_000_000
+# A subset of junit-10.xsd's SUREFIRE_TIME (the type of a testsuite's ``time``).
+_SCHEMA_TIME = re.compile(r"[0-9]*(?:\.[0-9]{0,3})?")
 
 
 def xml_safe(text: str) -> str:
@@ -64,15 +68,64 @@ class Provenance:
         }
 
 
+def _schema_time(elem: Any) -> None:
+    """Give ``elem`` a ``time`` junit-10.xsd accepts: at most 3 decimals, no sign or exponent.
+
+    An unreadable or non-finite time is dropped (the attribute is optional).
+    """
+    text = elem.get("time")
+    if text is None or _SCHEMA_TIME.fullmatch(text):
+        return
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value):
+        elem.set("time", f"{max(value, 0.0):.3f}")
+    else:
+        del elem.attrib["time"]
+
+
+def _hoist_case_properties(suite: Any) -> None:
+    """Move each testcase's ``<properties>`` to its suite as ``testcase.<case>.<name>``.
+
+    junit-10.xsd has no ``<properties>`` in a ``<testcase>`` (other tools write a
+    ``flaky`` marker there; :mod:`harness.compare` reads it back from either place).
+    """
+    moved = []
+    for case in suite.findall("testcase"):
+        for props in case.findall("properties"):
+            case.remove(props)
+            moved += [(f"testcase.{case.get('name', '')}.{p.get('name', '')}", p.get("value", ""))
+                      for p in props.findall("property")]
+    if not moved:
+        return
+    target = suite.find("properties")
+    if target is None:
+        target = suite.makeelement("properties", {})
+        suite.insert(0, target)
+    for name, value in moved:
+        target.append(target.makeelement("property", {"name": name, "value": value}))
+
+
 def junit_bytes(xml: JUnitXml) -> bytes:
     """``xml`` as pretty-printed UTF-8 bytes, ready for :func:`harness.cache.atomic_write`.
 
-    The ``skipped`` attribute is removed from ``<testsuites>`` (junitparser's
-    ``update_statistics`` sets it, the Jenkins xunit plugin's junit-10.xsd only
-    allows it on ``<testsuite>``); ``tests``, ``failures``, ``errors`` and
-    ``time`` stay as the caller left them (call ``update_statistics`` first).
+    Made valid for the Jenkins xunit plugin's junit-10.xsd, in place: the
+    ``skipped`` attribute is removed from ``<testsuites>`` (junitparser's
+    ``update_statistics`` sets it, the schema only allows it on ``<testsuite>``),
+    a ``time`` of the root or a suite with more than 3 decimals (or in exponent
+    form) is rounded, and testcase ``<properties>`` (from a merged file) move to
+    their suite (:func:`_hoist_case_properties`).  ``tests``, ``failures`` and
+    ``errors`` stay as the caller left them (call ``update_statistics`` first).
     """
-    xml._elem.attrib.pop("skipped", None)  # junitparser has no API to delete an attribute
+    root = xml._elem  # junitparser has no API to delete an attribute or move an element
+    root.attrib.pop("skipped", None)
+    suites = list(root.iter("testsuite"))
+    for elem in [root, *suites]:
+        _schema_time(elem)
+    for suite in suites:
+        _hoist_case_properties(suite)
     buffer = io.BytesIO()
     xml.write(buffer, pretty=True)
     return buffer.getvalue()
@@ -85,7 +138,7 @@ GUEST_ERROR, INFRASTRUCTURE_ERROR = "GuestError", "infrastructure"
 
 def _testcase(suite_name: str, check_name: str, status: Status, message: str,
               details: str, seconds: float, infrastructure: bool = False) -> TestCase:
-    case = TestCase(check_name, classname=suite_name, time=round(seconds, 3))
+    case = TestCase(xml_safe(check_name), classname=xml_safe(suite_name), time=round(seconds, 3))
     if status is Status.FAIL:
         case.result = [Failure(xml_safe(message), type_="CheckFailed")]
     elif status is Status.ERROR:
@@ -108,7 +161,7 @@ def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str
     the console log (read from ``result.log``) goes to ``<system-out>``,
     truncated to its last 2,000,000 characters.
     """
-    suite = TestSuite(result.cell.name)
+    suite = TestSuite(xml_safe(result.cell.name))
     suite.timestamp = timestamp.isoformat(timespec="seconds")
     suite.hostname = socket.gethostname()
     suite.time = round(result.seconds, 3)
@@ -119,7 +172,7 @@ def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str
     if result.boot_seconds is not None:
         props["boot.seconds"] = f"{result.boot_seconds:.3f}"
     for key, value in props.items():
-        suite.add_property(key, xml_safe(value))
+        suite.add_property(xml_safe(key), xml_safe(value))
     for check in result.checks:
         suite.add_testcase(_testcase(result.cell.name, check.name, check.status,
                                      check.message, check.details, check.seconds, check.infrastructure))

@@ -28,6 +28,7 @@ from harness.klog import ProblemKind
 from harness.matrix import Cell, load_matrix
 from harness.series import parse_series
 from tests.conftest import processes_with
+from tests.junit_schema import assert_valid_junit
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[1]
@@ -156,6 +157,8 @@ def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:
     props = {p.name: p.value for p in suite.properties()}
     assert props["kernel.release"].startswith("6.1.") and len(props["series.hash"]) == 64
     assert (run_dirs[0] / "logs" / "vexpress-a9_cma=64M.log").is_file()
+    for junit in [run_dirs[0] / "junit.xml", *(run_dirs[0] / "cells").glob("*.xml")]:
+        assert_valid_junit(junit)  # junit-10.xsd, and the same totals by every reader
 
 
 def _suites(junit: Path) -> dict[str, dict[str, Any]]:
@@ -173,6 +176,8 @@ def test_default_matrix_all_boards_green_and_as_the_oracle_predicts(tmp_path: Pa
                           cwd=REPO, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
     cells = _suites(tmp_path / "latest" / "junit.xml")
+    for junit in [tmp_path / "latest" / "junit.xml", *(tmp_path / "latest" / "cells").glob("*.xml")]:
+        assert_valid_junit(junit)
     assert {name.split(":")[0] for name in cells} == {"vexpress-a9", "vexpress-a15", "smdkc210", "virt"}
     for name, cases in cells.items():
         props = cases["@props"]

@@ -32,6 +32,7 @@ from harness.errors import HarnessError, InputError
 from harness.matrix import DEFAULT_MATRIX, Cell, load_matrix, parse_matrix
 from harness.report import merge, merge_paths, write_reports
 from harness.results import ResultsDir, cell_metrics, cell_testsuite, exit_status_of_run
+from tests.junit_schema import assert_valid_junit
 from tests.test_results import PROV
 
 REPO = Path(__file__).parents[1]
@@ -362,53 +363,30 @@ def test_a_cell_with_no_check_result_is_an_error_not_an_empty_suite(tmp_path: Pa
 # -- 5. JUnit validity ---------------------------------------------------------------------------
 
 
-def _assert_valid_junit(path: Path) -> None:
-    """No ``skipped`` on ``<testsuites>``; every count equals the elements counted by hand."""
-    root = ET.parse(path).getroot()
-    assert root.tag == "testsuites" and "skipped" not in root.attrib, path
-    suites = root.findall("testsuite")
-    cases = [case for suite in suites for case in suite.findall("testcase")]
-
-    def count(elements: list[ET.Element], tag: str) -> int:
-        return sum(len(e.findall(tag)) for e in elements)
-
-    by_hand = (len(cases), count(cases, "failure"), count(cases, "error"))
-    assert (int(root.attrib["tests"]), int(root.attrib["failures"]), int(root.attrib["errors"])) == by_hand
-    xml = JUnitXml.fromfile(str(path))
-    assert (xml.tests, xml.failures, xml.errors) == by_hand
-    for suite, parsed in zip(suites, xml, strict=True):
-        own = suite.findall("testcase")
-        assert (int(suite.attrib["tests"]), int(suite.attrib["failures"]), int(suite.attrib["errors"]),
-                int(suite.attrib["skipped"])) == (len(own), count(own, "failure"), count(own, "error"),
-                                                  count(own, "skipped"))
-        assert (parsed.tests, parsed.failures, parsed.errors, parsed.skipped) == (
-            len(own), count(own, "failure"), count(own, "error"), count(own, "skipped"))
-
-
 def test_every_written_junit_file_has_no_skipped_on_testsuites(tmp_path: Path) -> None:
     cells = [Cell("vexpress-a9", c) for c in ("cma=1M", "cma=2M")]
     run_dir = _new_run(tmp_path / "results")
     _write_cells(run_dir, cells)
     for cell_file in run_dir.cells.glob("*.xml"):
-        _assert_valid_junit(cell_file)
+        assert_valid_junit(cell_file)
     # Resume reads the cell files back without the attribute.
     final = ResultsDir(tmp_path / "results", resume=run_dir.partial).finish([c.slug for c in cells], [])
-    _assert_valid_junit(final / "junit.xml")
+    assert_valid_junit(final / "junit.xml")
     assert exit_status_of_run(final) == 1  # the cma-reservation failures
     # Old files carry the attribute (base.xml is a real run's output) and are still read.
     assert "skipped" in ET.parse(BASE).getroot().attrib
     merged = tmp_path / "merged.xml"
     merge_paths([BASE, final], merged)
-    _assert_valid_junit(merged)
+    assert_valid_junit(merged)
     assert JUnitXml.fromfile(str(merged)).tests == 100 + 6
     again = tmp_path / "again.xml"
     merge_paths([merged, final], again)  # a merged file is read back too
-    _assert_valid_junit(again)
+    assert_valid_junit(again)
     reports = write_reports(compare_paths(BASE, final), tmp_path / "compare")
-    _assert_valid_junit(reports["xml"])
+    assert_valid_junit(reports["xml"])
     same = compare_paths(final, final)
     assert exit_status(same) == 0 and len(same.unchanged_pass) == 2 and len(same.still_failing) == 2
-    _assert_valid_junit(write_reports(same, tmp_path / "same")["xml"])
+    assert_valid_junit(write_reports(same, tmp_path / "same")["xml"])
 
 
 def test_a_full_disk_keeps_the_previous_reports_and_merged_file(tmp_path: Path) -> None:
