@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
@@ -137,14 +137,47 @@ def _boot_error(name: str, exc: BootError, argv: list[str], host: str = "") -> C
 
 @dataclass
 class _Evidence:
-    """What the guest printed, gathered while it runs; checked after QEMU exits."""
+    """What the guest printed, gathered while it runs; checked after QEMU exits.
 
-    meminfo: dict[str, int] = field(default_factory=dict)
+    ``None`` marks evidence never gathered because the guest stopped first;
+    ``stopped`` then names the testcase holding that error.
+    """
+
+    meminfo: dict[str, int] | None = None
+    debugfs_areas: list[str] | None = None  # the names /sys/kernel/debug/cma lists
     probes: dict[str, dict[str, str]] = field(default_factory=dict)
+    areas: list[checks.DevArea] | None = None  # what ``cma-test areas`` lists
     dmesg: list[str] = field(default_factory=list)
     dev_results: list[CheckResult] = field(default_factory=list)
     props: dict[str, str] = field(default_factory=dict)
     suite_aborted: bool = False
+    suites_done: bool = False  # cma-dev and every suite it could run are behind us
+    stopped: str = ""
+
+
+def _suite_name(suite: str, area: str = "") -> str:
+    """The testcase path of one suite run: ``cma-test/<suite>`` or ``cma-test@<area>/<suite>``."""
+    return f"cma-test@{area}/{suite}" if area else f"cma-test/{suite}"
+
+
+def _suite_plan(cell: Cell, areas: list[checks.DevArea] | None) -> list[tuple[str, str]]:
+    """The ``(suite, area)`` runs of ``cell``, in order (area "" = the default area).
+
+    The cell's suites run on the default area ("reserved") if cma-dev lists it,
+    its area suites on every other area with a name fit for a shell command.
+    ``areas`` None (never listed: the guest stopped first): the default suites.
+    """
+    default = areas is None or any(a.name == "reserved" for a in areas)
+    plan = [(suite, "") for suite in cell.suites] if default else []
+    for area in (areas or []) if cell.area_suites else []:
+        if area.name != "reserved" and _AREA_NAME.fullmatch(area.name):
+            plan += [(suite, area.name) for suite in cell.area_suites]
+    return plan
+
+
+def _required(cell: Cell) -> list[str]:
+    """The cell's required subtests that belong to one of its suites ("cma-test/<suite>/<test>")."""
+    return [r for r in cell.required if r.split("/")[1:2] and r.split("/")[1] in cell.suites]
 
 
 def _suite(console: Console, suite: str, area: str = "") -> tuple[list[CheckResult], dict[str, str]]:
@@ -173,15 +206,18 @@ def _suite(console: Console, suite: str, area: str = "") -> tuple[list[CheckResu
     return results, props
 
 
-def _run_suites(console: Console, suites: tuple[str, ...], area: str, ev: _Evidence) -> None:
-    """Run ``suites`` on ``area`` ("" = the default area); a hung or dead guest ends the cell."""
-    for suite in suites:
+def _run_suites(console: Console, plan: list[tuple[str, str]], ev: _Evidence) -> None:
+    """Run each ``(suite, area)`` of ``plan``; a hung or dead guest ends the cell.
+
+    The suite the guest stopped in becomes an ERROR testcase (the verdict on the
+    kernel is ``kernel-log-clean``'s, whose panic or Oops line it names).
+    """
+    for suite, area in plan:
         try:
             suite_results, suite_props = _suite(console, suite, area)
         except BootError as exc:
-            name = f"cma-test@{area}/{suite}" if area else f"cma-test/{suite}"
-            ev.dev_results.append(CheckResult(name, Status.FAIL, f"the suite did not finish: {exc}",
-                                              exc.excerpt))
+            ev.dev_results.append(CheckResult(_suite_name(suite, area), Status.ERROR,
+                                              f"the suite did not finish: {exc}", exc.excerpt))
             ev.suite_aborted = True
             raise
         ev.dev_results.extend(suite_results)
@@ -191,7 +227,7 @@ def _run_suites(console: Console, suites: tuple[str, ...], area: str, ev: _Evide
 def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evidence) -> None:
     """Load cma-dev, cross-check it against the boot log, run the cell's suites.
 
-    Appends to ``ev``.  A suite that hangs or kills the guest becomes a failed
+    Appends to ``ev``.  A suite that hangs or kills the guest becomes an ERROR
     testcase carrying the console excerpt; then BootError is re-raised so the
     cell ends (the next cell boots afresh).
     """
@@ -203,6 +239,7 @@ def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Ev
         return
     results.append(CheckResult("cma-dev/load", Status.PASS, "modprobe cma-dev", seconds=load.duration))
     areas = checks.parse_cma_test_areas(console.run("cma-test areas", Budget(COMMAND_SECONDS)).output)
+    ev.areas = areas
     results.append(checks.check_dev_areas(report, areas))
     for area in areas:
         ev.props[f"area.{area.name}.base"] = f"{area.base:#x}"
@@ -214,19 +251,14 @@ def _cma_dev(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Ev
                             PROBE_ALLOC_ORDER), (f"cma-test dma-alloc {PROBE_ALLOC_BYTES}", 0)):
             out = console.run(cmd, Budget(COMMAND_SECONDS)).output
             results.append(checks.check_alloc_in_area(default, out, PROBE_ALLOC_BYTES, order))
-    first = len(results)
-    if run_default_suites:
-        _run_suites(console, cell.suites, "", ev)
     for area in areas if cell.area_suites else []:
-        if area.name == "reserved":
-            continue
-        if not _AREA_NAME.fullmatch(area.name):
+        if area.name != "reserved" and not _AREA_NAME.fullmatch(area.name):
             results.append(CheckResult(f"cma-test@{area.name}", Status.ERROR,
                                        "area name unfit for a shell command; suites not run"))
-            continue
-        _run_suites(console, cell.area_suites, area.name, ev)
+    first = len(results)
+    _run_suites(console, _suite_plan(cell, areas), ev)
     # A required subtest counts where its suite ran ("cma-test/<suite>/<test>").
-    required = [r for r in cell.required if r.split("/")[1:2] and r.split("/")[1] in cell.suites]
+    required = _required(cell)
     if run_default_suites and required:
         results.append(checks.check_required_tests(results[first:], required))
 
@@ -235,31 +267,74 @@ def _drive(console: Console, cell: Cell, report: checks.CmaBootReport, ev: _Evid
     """Every guest interaction after boot, in order; raises BootError if the guest fails."""
     ev.meminfo = checks.parse_meminfo(console.run("cat /proc/meminfo", Budget(COMMAND_SECONDS)).output)
     listing = console.run("ls /sys/kernel/debug/cma", Budget(COMMAND_SECONDS))
-    for area in listing.output.split() if listing.status == 0 else []:
+    ev.debugfs_areas = listing.output.split() if listing.status == 0 else []
+    # Only names fit for a shell command are probed (garbage on the console can land in
+    # the listing); _debugfs_checks reports the others.
+    for area in filter(_AREA_NAME.fullmatch, ev.debugfs_areas):
         out = console.run(f"cma-debugfs-probe {area} {DEBUGFS_PAGES}", Budget(COMMAND_SECONDS))
         ev.probes[area] = checks.parse_key_values(out.output)
     _cma_dev(console, cell, report, ev)
+    ev.suites_done = True
     ev.dmesg = console.run("dmesg -r", Budget(COMMAND_SECONDS)).lines
     console.poweroff(Budget(POWEROFF_SECONDS))
 
 
-def _evaluate(report: checks.CmaBootReport, ev: _Evidence, records: list[str]) -> list[CheckResult]:
-    """The checks on everything gathered after boot."""
-    results = [checks.check_meminfo(report, ev.meminfo), *ev.dev_results]
-    if ev.probes:
-        results += [checks.check_debugfs_area(a, DEBUGFS_PAGES, p) for a, p in ev.probes.items()]
-    elif report.total_mib:
-        results.append(CheckResult("cma-debugfs", Status.FAIL,
-                                   f"the boot log reserved {report.total_mib} MiB but "
-                                   "/sys/kernel/debug/cma lists no area"))
-    else:
-        results.append(CheckResult("cma-debugfs", Status.SKIP, "no CMA area to exercise"))
+def _not_run(cell: Cell, ev: _Evidence, why: str) -> list[CheckResult]:
+    """SKIP testcases for the suites (and the required-subtests check) the stopped guest never ran."""
+    if ev.suites_done:
+        return []
+    done = [r.name for r in ev.dev_results]
+    plan = _suite_plan(cell, ev.areas)
+    names = [_suite_name(suite, area) for suite, area in plan]
+    if _required(cell) and any(area == "" for _, area in plan):
+        names.append("cma-test/required-subtests")
+    return [CheckResult(name, Status.SKIP, why) for name in names
+            if not any(d == name or d.startswith((f"{name}/", f"{name}.")) for d in done)]
+
+
+def _debugfs_checks(report: checks.CmaBootReport, ev: _Evidence, why: str) -> list[CheckResult]:
+    """``cma-debugfs[<area>]`` for each area probed; ERROR for a listing that names no area."""
+    if ev.debugfs_areas is None:
+        return [CheckResult("cma-debugfs", Status.SKIP, why)]
+    results = []
+    unfit = [a for a in ev.debugfs_areas if not _AREA_NAME.fullmatch(a)]
+    if unfit:
+        shown = ", ".join(repr(a[:40]) for a in unfit[:3])
+        shown += f" and {len(unfit) - 3} more" if len(unfit) > 3 else ""
+        results.append(CheckResult("cma-debugfs", Status.ERROR,
+                                   f"/sys/kernel/debug/cma: cannot read the listing: {shown} is no CMA area "
+                                   "name (not probed)", " ".join(ev.debugfs_areas)))
+    for area in filter(_AREA_NAME.fullmatch, ev.debugfs_areas):
+        results.append(checks.check_debugfs_area(area, DEBUGFS_PAGES, ev.probes[area]) if area in ev.probes
+                       else CheckResult(f"cma-debugfs[{area}]", Status.SKIP, why))
+    if results:
+        return results
+    if report.total_mib:
+        return [CheckResult("cma-debugfs", Status.FAIL, f"the boot log reserved {report.total_mib} MiB but "
+                            "/sys/kernel/debug/cma lists no area")]
+    return [CheckResult("cma-debugfs", Status.SKIP, "no CMA area to exercise")]
+
+
+def _evaluate(cell: Cell, report: checks.CmaBootReport, ev: _Evidence,
+              records: list[str]) -> list[CheckResult]:
+    """The checks on everything gathered after boot.
+
+    When the guest stopped early (``ev.stopped``), what it printed before still
+    gets its verdict; each check it never got to is a SKIP saying so.
+    """
+    why = f"not run: the guest stopped first (see {ev.stopped})"
+    meminfo = ev.meminfo
+    results = [CheckResult("cma-meminfo", Status.SKIP, why) if meminfo is None
+               else checks.check_meminfo(report, meminfo), *ev.dev_results]
+    if ev.stopped:
+        results += _not_run(cell, ev, why)
+    results += _debugfs_checks(report, ev, why)
     # dmesg -r lines carry a "<N>" priority prefix; the console saw the same records.
     kernel_lines = list(dict.fromkeys([*records, *(ln.split(">", 1)[-1] for ln in ev.dmesg)]))
     results.append(checks.check_kernel_log(kernel_lines))
     ev.props.update({"cma.reserved_mib": str(report.total_mib),
-                     "meminfo.CmaTotal_kB": str(ev.meminfo.get("CmaTotal", "")),
-                     "meminfo.CmaFree_kB": str(ev.meminfo.get("CmaFree", ""))})
+                     "meminfo.CmaTotal_kB": str((meminfo or {}).get("CmaTotal", "")),
+                     "meminfo.CmaFree_kB": str((meminfo or {}).get("CmaFree", ""))})
     if report.reserved:
         ev.props["cma.base"] = f"{report.reserved[0].base:#x}"
     if report.failed:
@@ -295,8 +370,10 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path,
     prediction); without it the cell's hand-written ``expect`` is used.
 
     A guest that does not boot, dies or stops answering makes the affected
-    checks ``ERROR`` (or, inside a suite, ``FAIL``) with the console excerpt
-    and the QEMU command line.
+    check ``ERROR`` (``boot``, ``guest-commands`` or the suite it stopped in)
+    with the console excerpt (and the QEMU command line); the checks it never
+    got to are skipped.  The error is ``infrastructure`` when the host ended
+    the guest (:func:`host_ended`).
     """
     argv = qemu_argv(spec)
     start = time.monotonic()
@@ -322,10 +399,12 @@ def run_cell(cell: Cell, spec: BootSpec, log_path: Path,
         try:
             _drive(console, cell, report, ev)
         except BootError as exc:
+            host = host_ended(child, isinstance(exc, GuestGone), True)
             if not ev.suite_aborted:
-                host = host_ended(child, isinstance(exc, GuestGone), True)
                 ev.dev_results.append(_boot_error("guest-commands", exc, argv, host))
-            results += [*ev.dev_results, checks.check_kernel_log(console.transcript.records)]
-            return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, ev.props)
-    results += _evaluate(report, ev, console.transcript.records)
+            elif host:  # QEMU killed from outside mid-suite: not the suite's doing
+                ev.dev_results[-1] = replace(ev.dev_results[-1], infrastructure=True,
+                                             message=f"the suite did not finish: {host}: {exc}")
+            ev.stopped = ev.dev_results[-1].name
+    results += _evaluate(cell, report, ev, console.transcript.records)
     return CellResult(cell, results, log_path, time.monotonic() - start, boot_seconds, ev.props)

@@ -5,15 +5,20 @@ the console log, splits kernel records from user text (``klog.ConsoleSplitter``)
 and finds command markers; it decides nothing about CMA.
 
 Command protocol (after labgrid's ShellDriver): each command is sent as
-``echo 'ab''cd'B; CMD; echo 'ab''cd'E $?`` with a fresh random marker, so the
-echo of the typed line (which holds the quotes) never matches, and the exit
-status arrives in the same line as the end marker.  No prompt is ever matched:
-only markers are trusted, so a kernel line between a marker and a prompt (which
-loses labgrid its sync) cannot matter.
+``printf '\\n%sB\\n' 'ab''cd'; CMD; printf '\\n%sE %d\\n' 'ab''cd' $?`` with a fresh
+random marker, so the echo of the typed line (which holds the quotes) never
+matches, and the exit status arrives in the same line as the end marker.  No
+prompt is ever matched: only markers are trusted, so a kernel line between a
+marker and a prompt (which loses labgrid its sync) cannot matter.  Each marker
+starts a line of its own: output that ends in something looking like the start
+of a kernel record (``[    1.000000] ...`` without a newline, e.g. garbage on
+the console) can swallow the rest of its line, never the marker.  The newline
+printed before the end marker is not part of the command's output.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import secrets
@@ -26,10 +31,14 @@ from typing import IO
 import pexpect
 
 from harness.errors import BootError
-from harness.klog import ConsoleSplitter, Problem, classify
+from harness.klog import ConsoleSplitter, Problem, ProblemKind, classify
 
 READY_BANNER = "cma-harness: init ready"
 _TIMEOUT_FACTOR_ENV = "CMA_HARNESS_TIMEOUT_FACTOR"
+_TIMESTAMP = re.compile(r"^\[ *\d+\.\d+\] ")
+# Control characters a tty's line discipline acts on (^C, ^D, ^U, ^W, ^Z, ESC, DEL...):
+# in a typed command they would kill it, erase the line, or end the shell.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def timeout_factor() -> float:
@@ -103,6 +112,9 @@ class Console:
         self.splitter = ConsoleSplitter()
         self.transcript = ConsoleTranscript()
         self._consumed = 0  # index into splitter.user already matched
+        # One decoder for the whole stream: a UTF-8 character split across two reads is
+        # decoded whole; invalid bytes (garbage) become U+FFFD, the log keeps them as they came.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _pump(self, budget: Budget) -> None:
         """Read what is available (waiting at most the budget); raise on EOF or timeout."""
@@ -112,11 +124,21 @@ class Console:
             raise ConsoleTimeout(f"no answer from the guest within {budget.seconds:.0f}s",
                                  self.tail()) from exc
         except pexpect.EOF as exc:
+            self._feed(self._decoder.decode(b"", final=True))
             self.splitter.flush()
-            raise GuestGone("the guest stopped (QEMU exited)", self.tail()) from exc
+            raise GuestGone(self._gone_message(), self.tail()) from exc
         self.log.write(data)
         self.log.flush()
-        for record in self.splitter.feed(data.decode("utf-8", errors="replace").replace("\r", "")):
+        self._feed(self._decoder.decode(data))
+
+    def _gone_message(self) -> str:
+        """Why the console ended: QEMU exited, after a kernel panic if the console showed one."""
+        panic = next((p.line for p in self.transcript.problems if p.kind is ProblemKind.PANIC), "")
+        gone = "the guest stopped (QEMU exited)"
+        return f"{gone} after a kernel panic: {_TIMESTAMP.sub('', panic).strip()}" if panic else gone
+
+    def _feed(self, text: str) -> None:
+        for record in self.splitter.feed(text.replace("\r", "")):
             self.transcript.records.append(record)
             kind = classify(record)
             if kind is not None:
@@ -161,18 +183,23 @@ class Console:
         """Run one shell command in the guest and return its output and exit status.
 
         Raises:
-            ValueError: ``command`` contains a newline.
+            ValueError: ``command`` contains a newline or another control character.
             ConsoleTimeout, GuestGone: see :meth:`wait_for_shell`.
         """
         if "\n" in command or "\r" in command:
             raise ValueError("guest commands are single lines")
+        if m := _CONTROL.search(command):
+            raise ValueError(f"guest commands hold no control character, got {m.group(0)!r}")
         marker = secrets.token_hex(5)
         quoted = f"'{marker[:5]}''{marker[5:]}'"
         start = time.monotonic()
-        self.child.send(f"echo {quoted}B; {command}; echo {quoted}E $?\n".encode())
+        self.child.send(f"printf '\\n%sB\\n' {quoted}; {command}; "
+                        f"printf '\\n%sE %d\\n' {quoted} $?\n".encode())
         self.expect_user(re.compile(re.escape(marker) + r"B\n"), budget)
         begin = self._consumed
-        end = self.expect_user(re.compile(re.escape(marker) + r"E (\d+)\n"), budget)
+        # The newline before the marker is the protocol's, not the output's (unless output
+        # that looked like a kernel record took it along).
+        end = self.expect_user(re.compile(r"\n?" + re.escape(marker) + r"E (\d+)\n"), budget)
         output = self.splitter.user[begin:end.start()]
         return CommandResult(command, output, int(end.group(1)), time.monotonic() - start)
 

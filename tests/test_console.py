@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import re
 from collections.abc import Callable
 
@@ -13,9 +14,15 @@ from harness.console import Budget, Console, ConsoleTimeout, GuestGone
 
 
 class FakeChild:
-    """Stands in for pexpect.spawn: hands out scripted chunks, answers sent commands."""
+    """Stands in for pexpect.spawn: hands out scripted chunks, answers sent commands.
 
-    def __init__(self, chunks: list[bytes], answer: Callable[[str, str], list[bytes]] | None = None):
+    ``answer(child, marker, command)`` returns the chunks the guest prints for a command;
+    :meth:`begin` and :meth:`end` are what the shell prints for the markers of the line
+    last sent, as the protocol in use has it.
+    """
+
+    def __init__(self, chunks: list[bytes],
+                 answer: Callable[[FakeChild, str, str], list[bytes]] | None = None):
         self.chunks = list(chunks)
         self.answer = answer
         self.sent: list[bytes] = []
@@ -31,13 +38,23 @@ class FakeChild:
     def send(self, data: bytes) -> int:
         self.sent.append(data)
         text = data.decode()
-        m = re.match(r"echo '(\w+)''(\w+)'B; (.*); echo '\w+''\w+'E \$\?\n", text)
+        m = re.match(r"\w+ [^;]*'(\w+)''(\w+)'[^;]*; (.*); \w+ [^;]*'\w+''\w+'[^;]*\$\?\n", text)
         if m and m.group(3) == "true":  # wait_for_shell's first round trip
             marker = m.group(1) + m.group(2)
-            self.chunks.append(f"{text}{marker}B\n{marker}E 0\n".encode())
+            self.chunks.append(text.encode() + self.begin(marker) + self.end(marker))
         elif m and self.answer:
-            self.chunks += self.answer(m.group(1) + m.group(2), m.group(3))
+            self.chunks += self.answer(self, m.group(1) + m.group(2), m.group(3))
         return len(data)
+
+    def _marker_line(self, text: str) -> bytes:
+        # printf '\n%sB\n' prints a newline before the marker; echo does not.
+        return (("\r\n" if self.sent[-1].startswith(b"printf") else "") + text + "\r\n").encode()
+
+    def begin(self, marker: str) -> bytes:
+        return self._marker_line(f"{marker}B")
+
+    def end(self, marker: str, status: int = 0) -> bytes:
+        return self._marker_line(f"{marker}E {status}")
 
 
 BOOT = [b"[    0.000000] Booting Linux\r\n", b"cma-harness: init ready (6.1.0)\r\n"]
@@ -49,13 +66,15 @@ def _console(child: FakeChild) -> tuple[Console, io.BytesIO]:
 
 
 def test_run_returns_output_and_status_despite_interleaved_kernel_lines() -> None:
-    def answer(marker: str, cmd: str) -> list[bytes]:
+    def answer(child: FakeChild, marker: str, cmd: str) -> list[bytes]:
         # The shell echoes the typed line, then the output arrives split, with a
         # kernel record landing inside the end marker.
-        return [f"echo '{marker[:5]}''{marker[5:]}'B; {cmd}; echo ...\r\n".encode(),
-                f"{marker}B\r\nCmaTotal:  32768 kB\r\n{marker[:3]}".encode(),
+        end = child.end(marker)
+        cut = end.index(marker.encode()) + 3
+        return [f"printf '\\n%sB\\n' '{marker[:5]}''{marker[5:]}'; {cmd}; printf ...\r\n".encode(),
+                child.begin(marker) + b"CmaTotal:  32768 kB\r\n" + end[:cut],
                 b"[    3.141592] WARNING: CPU: 0 PID: 9 at mm/cma.c:1 f+0x0/0x4\r\n",
-                f"{marker[3:]}E 0\r\ncma-harness# ".encode()]
+                end[cut:] + b"cma-harness# "]
 
     child = FakeChild(BOOT, answer)
     console, log = _console(child)
@@ -68,7 +87,7 @@ def test_run_returns_output_and_status_despite_interleaved_kernel_lines() -> Non
 
 
 def test_nonzero_status_and_output_without_trailing_newline() -> None:
-    child = FakeChild(BOOT, lambda m, c: [f"{m}B\r\nno newline{m}E 3\r\n".encode()])
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.begin(m) + b"no newline" + ch.end(m, 3)])
     console, _ = _console(child)
     console.wait_for_shell(Budget(5))
     result = console.run("printf 'no newline'; false", Budget(5))
@@ -77,7 +96,7 @@ def test_nonzero_status_and_output_without_trailing_newline() -> None:
 
 def test_echo_of_the_typed_command_never_matches() -> None:
     # Only the echo arrives (the command hangs): the quoted marker must not match.
-    child = FakeChild(BOOT, lambda m, c: [f"echo '{m[:5]}''{m[5:]}'B; sleep 99\r\n".encode()])
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.sent[-1].replace(b"\n", b"\r\n")])
     console, _ = _console(child)
     console.wait_for_shell(Budget(5))
     with pytest.raises(ConsoleTimeout):
@@ -97,3 +116,65 @@ def test_multiline_commands_are_refused() -> None:
     console, _ = _console(FakeChild(BOOT))
     with pytest.raises(ValueError):
         console.run("echo a\nreboot", Budget(1))
+
+
+def test_output_ending_like_a_kernel_record_cannot_swallow_the_end_marker() -> None:
+    """A record start with no newline takes the rest of its line: that line must not hold the marker."""
+    fake = b"[    9.999999] fake record, no newline"
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.begin(m) + b"ok\r\n" + fake, ch.end(m)])
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    result = console.run("cat /tmp/junk", Budget(0.5))
+    # The fake record took the protocol's newline along, so the output's own last one reads as it.
+    assert (result.output, result.status) == ("ok", 0)
+    assert console.transcript.records[-1] == fake.decode()
+    assert console.run("true", Budget(0.5)).status == 0
+
+
+def test_garbage_bytes_on_the_console_keep_the_dialogue_in_step() -> None:
+    """Random bytes, ANSI escapes, NULs, CRs, invalid UTF-8, a fake prompt and fake markers."""
+    junk = random.Random(1).randbytes(4096)
+    junk += b"\x1b[2J\x00\r\xff\xfe\xc0 cma-harness# \n0123456789E 0\n0123456789B\n\x1b[0m"
+
+    def answer(child: FakeChild, marker: str, cmd: str) -> list[bytes]:
+        if cmd == "noise":  # between two commands: before the next one's begin marker
+            child.chunks.append(junk[:2000])
+            return [child.begin(marker), child.end(marker), junk[2000:]]
+        return [child.begin(marker) + b"CmaTotal: 1 kB\r\n" + junk, child.end(marker, 7)]
+
+    child = FakeChild(BOOT, answer)
+    console, log = _console(child)
+    console.wait_for_shell(Budget(5))
+    assert console.run("noise", Budget(0.5)).output == ""
+    result = console.run("cat /proc/meminfo", Budget(0.5))
+    assert result.status == 7 and result.output.startswith("CmaTotal: 1 kB\n")
+    assert "\x00" in result.output and "\ufffd" in result.output and "\r" not in result.output
+    assert console.run("true", Budget(0.5)).status == 0
+    assert log.getvalue().count(junk) == 1 and log.getvalue().count(junk[:2000]) == 2
+
+
+def test_a_utf8_character_split_across_two_reads_is_decoded_whole() -> None:
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.begin(m) + b"5 \xc2", b"\xb5s\r\n" + ch.end(m)])
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    assert console.run("latency", Budget(0.5)).output == "5 \u00b5s\n"
+
+
+def test_guest_gone_after_a_panic_names_the_panic() -> None:
+    panic = b"[    3.406080] Kernel panic - not syncing: sysrq triggered crash\r\n"
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.begin(m) + b"KTAP version 1\r\n", panic])
+    child.eof_when_empty = True
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    with pytest.raises(GuestGone) as gone:
+        console.run("cma-test suite migrate", Budget(5))
+    assert str(gone.value) == ("the guest stopped (QEMU exited) after a kernel panic: "
+                               "Kernel panic - not syncing: sysrq triggered crash")
+
+
+@pytest.mark.parametrize("char", ["\x03", "\x04", "\x15", "\x1a", "\x1b", "\x00", "\x7f"])
+def test_commands_with_control_characters_are_refused(char: str) -> None:
+    """^C, ^D, ^U, ^Z, ESC... in a typed line would kill the command, erase the line or end the shell."""
+    console, _ = _console(FakeChild(BOOT))
+    with pytest.raises(ValueError, match="control character"):
+        console.run(f"cma-debugfs-probe x{char}y 64", Budget(1))
