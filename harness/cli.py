@@ -9,7 +9,7 @@ changes and flaky cells do not count); 2 bad input or an environment problem
 from __future__ import annotations
 
 import argparse
-import functools
+import errno
 import json
 import os
 import platform
@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -358,6 +359,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_cells(args, mat, cells, prepared, run_dir, done_slugs, provenance)
 
 
+# What writing a file says when the results' file system cannot take it.
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _cell_job(cell: matrix.Cell, spec: qemu.BootSpec,
+              expectation: ReservationCheck | None) -> Callable[[Path], CellResult]:
+    """``run_cell`` for one cell, writing its console log to the path the runner gives.
+
+    The log is written as QEMU prints, so a full disk (or quota, or a read-only
+    remount) shows up there first, as an OSError out of ``run_cell``.  It becomes an
+    :class:`EnvironmentProblem` naming the log (one ``error:`` line, exit 2, the run's
+    finished cells kept for ``--resume``), and the half-written log of the cell that
+    did not finish is removed: ``--resume`` runs that cell again.
+    """
+    def run(log: Path) -> CellResult:
+        try:
+            return run_cell(cell, spec, log, expectation=expectation)
+        except OSError as exc:
+            if exc.errno not in _CANNOT_WRITE:
+                raise
+            log.unlink(missing_ok=True)
+            raise EnvironmentProblem(f"cannot write {log}: {exc.strerror or exc} (cell {cell.name} "
+                                     "did not finish; its half-written log was removed)") from exc
+    return run
+
+
 def _run_cells(args: argparse.Namespace, mat: matrix.Matrix, cells: list[matrix.Cell],
                prepared: dict[str, Prepared], run_dir: results.ResultsDir, done_slugs: set[str],
                provenance: dict[str, results.Provenance]) -> int:
@@ -370,8 +397,7 @@ def _run_cells(args: argparse.Namespace, mat: matrix.Matrix, cells: list[matrix.
             spec = _spec(prepared[cell.board], cell.cmdline)
             cmdlines[cell.name] = spec.cmdline
             expectation = expect_for(cell, prepared[cell.board], spec.cmdline)
-            jobs.append(runner.Job(cell, run_dir.log_path(cell.slug),
-                                   functools.partial(run_cell, cell, spec, expectation=expectation)))
+            jobs.append(runner.Job(cell, run_dir.log_path(cell.slug), _cell_job(cell, spec, expectation)))
 
         def write(result: CellResult) -> None:
             suite = results.cell_testsuite(result, provenance[result.cell.board],

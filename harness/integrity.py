@@ -44,13 +44,20 @@ def manifest_problems(directory: Path) -> list[str]:
     """What differs between ``directory`` and its manifest; empty when the entry is intact.
 
     Each item names a file: ``no manifest``, ``<file> is missing``,
-    ``<file> changed`` (SHA-256 differs) or ``<file> is not in the manifest``.
+    ``<file> changed`` (SHA-256 differs), ``<file> is not in the manifest`` or
+    ``<file> is unreadable (<reason>)``.  Never raises for the entry's files: one
+    that cannot be read (or vanishes meanwhile, when another run sets the entry
+    aside as corrupt) is a problem, so the entry is rebuilt, never trusted.
     """
     manifest = directory / MANIFEST
     if not manifest.is_file():
         return [f"{MANIFEST} is missing"]
     recorded: dict[str, str] = {}
-    for line in manifest.read_text(errors="replace").splitlines():
+    try:
+        text = manifest.read_text(errors="replace")
+    except OSError as exc:
+        return [f"{MANIFEST} is unreadable ({exc.strerror or exc})"]
+    for line in text.splitlines():
         sha, sep, rel = line.partition("  ")
         if not sep or len(sha) != 64:
             return [f"{MANIFEST} is damaged"]
@@ -58,8 +65,12 @@ def manifest_problems(directory: Path) -> list[str]:
     present = set(_files(directory))
     problems = [f"{rel} is missing" for rel in sorted(set(recorded) - present)]
     problems += [f"{rel} is not in the manifest" for rel in sorted(present - set(recorded))]
-    problems += [f"{rel} changed" for rel in sorted(present & set(recorded))
-                 if file_digest(directory / rel) != recorded[rel]]
+    for rel in sorted(present & set(recorded)):
+        try:
+            if file_digest(directory / rel) != recorded[rel]:
+                problems.append(f"{rel} changed")
+        except OSError as exc:
+            problems.append(f"{rel} is unreadable ({exc.strerror or exc})")
     return problems
 
 
