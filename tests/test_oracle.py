@@ -25,6 +25,7 @@ from harness.boards import MemoryBank
 from harness.checks import CmaExpectation
 from harness.errors import InputError
 from harness.oracle import (
+    KERNEL_QUIRKS,
     CmaBoot,
     DtReservedRegion,
     KernelFacts,
@@ -36,6 +37,7 @@ from harness.oracle import (
     parse_early_params,
     predict,
     qemu_arm_load,
+    quirks_for,
     read_reserved_memory,
 )
 
@@ -438,6 +440,45 @@ def test_kernel_facts_from_config() -> None:
     assert (facts.cma_min_alignment, facts.max_cma_areas) == (4 * M, 8)  # 6.1 ignores THP here
     with pytest.raises(InputError):
         kernel_facts_from_config(config, "5.15.0")
+
+
+# --- version facts ----------------------------------------------------------------------------
+
+
+def test_quirks_of_6_1_and_6_12() -> None:
+    old, new = dataclasses.asdict(quirks_for(V61)), dataclasses.asdict(quirks_for(V612))
+    assert old == {"max_cma_areas_extra": 1, "max_order_default": 11, "max_order_inclusive": False,
+                   "pageblock_follows_thp": False, "memreserve_scanned_first": True,
+                   "reserved_mem_sorted_before_alloc": True, "reserved_mem_static_init_late": False,
+                   "reserved_mem_alloc_next_to_neighbour": False, "cma_log_node": False,
+                   "cma_above_4g_first": False}
+    assert new == {"max_cma_areas_extra": 0, "max_order_default": 10, "max_order_inclusive": True,
+                   "pageblock_follows_thp": True, "memreserve_scanned_first": False,
+                   "reserved_mem_sorted_before_alloc": False, "reserved_mem_static_init_late": True,
+                   "reserved_mem_alloc_next_to_neighbour": True, "cma_log_node": True,
+                   "cma_above_4g_first": True}
+    assert set(KERNEL_QUIRKS) == {V61, V612}
+    assert KernelFacts(V612, 0x80000000, highmem=False, lpae=False).quirks is quirks_for(V612)
+
+
+@pytest.mark.parametrize("version", [(5, 15), (6, 6), (7, 0)])
+def test_an_unmodelled_version_is_refused_clearly(version: tuple[int, int]) -> None:
+    name = f"{version[0]}.{version[1]}"
+    with pytest.raises(InputError, match=rf"models Linux 6\.1 and 6\.12, not {re.escape(name)}$"):
+        quirks_for(version)
+    facts = KernelFacts(version, 0x80000000, highmem=False, lpae=False)
+    with pytest.raises(InputError, match="models Linux 6.1 and 6.12"):
+        predict("cma=64M", dataclasses.replace(boot(V61, "vexpress-a9"), kernel=facts))
+    with pytest.raises(InputError, match=f"not '{re.escape(name)}.1'"):
+        kernel_facts_from_config("CONFIG_PAGE_OFFSET=0x80000000", f"{name}.1")
+
+
+def test_no_module_compares_kernel_versions_inline() -> None:
+    # Version differences are named facts in harness/oracle/versions.py, looked up by quirks_for().
+    package = Path(__file__).parents[1] / "harness" / "oracle"
+    for module in package.glob("*.py"):
+        if module.name != "versions.py":
+            assert not re.search(r"version\w*\s*(<|>|<=|>=|==|!=)\s*\(", module.read_text()), module
 
 
 @pytest.mark.skipif(shutil.which("dtc") is None or shutil.which("fdtget") is None,
