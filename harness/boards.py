@@ -116,9 +116,11 @@ class Board:
         defconfig: the kernel defconfig target, e.g. ``vexpress_defconfig``.
         fragments: Kconfig fragment file names (bare ``*.config`` names) in
             ``kernel-patches/fragments`` or beside the board file.
-        console: the serial console device, e.g. ``ttyAMA0``.
         kernel_args: arguments every boot of this board gets (console, earlycon...);
-            each passes :func:`harness.cmdline.validate_cmdline`.
+            each passes :func:`harness.cmdline.validate_cmdline`.  The board
+            file's ``[console] device`` (e.g. ``ttyAMA0``) is checked to be a
+            device name but not kept: the console is the ``console=`` of these
+            arguments.
         qemu_args: extra QEMU arguments for this board (``[qemu] extra_args``).
             Only an allow-list of options that cannot give the guest a network,
             a monitor, a chardev or socket, or a host file, each followed by
@@ -152,7 +154,6 @@ class Board:
     dtb: str
     defconfig: str
     fragments: tuple[str, ...]
-    console: str
     kernel_args: tuple[str, ...]
     qemu_args: tuple[str, ...]
     file: Path | None = None
@@ -342,15 +343,16 @@ def _kernel_and_console(data: dict[str, Any], where: str) -> dict[str, Any]:
             validate_cmdline(arg)
         except InputError as exc:
             raise InputError(f"{cw}: kernel_args: {exc}") from exc
-    return {
+    values = {
         "dtb": _get_name(kernel, "dtb", kw, _DTB_NAME, "a bare file name ending in .dtb, or \"\"",
                          empty_ok=True),
         "defconfig": _get_name(kernel, "defconfig", kw, _DEFCONFIG_NAME,
                                "a defconfig target name (e.g. vexpress_defconfig)"),
         "fragments": fragments,
-        "console": _get_name(console, "device", cw, _DEVICE_NAME, "a device name (e.g. ttyAMA0)"),
         "kernel_args": kernel_args,
     }
+    _get_name(console, "device", cw, _DEVICE_NAME, "a device name (e.g. ttyAMA0)")  # checked, not kept
+    return values
 
 
 def parse_board(name: str, data: dict[str, Any], where: str) -> Board:

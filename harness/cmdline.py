@@ -1,16 +1,19 @@
-"""Kernel command lines: validation and the ``cma=`` parameter.
+"""Kernel command lines: validation, and sizes read the way the kernel reads them.
 
 A command line given by the user travels to QEMU's ``-append`` as one argv
 entry (never through a shell), but it is still refused when it holds characters
 that have no business on a kernel command line: a newline would end the guest's
 command line early, quotes change how the kernel splits parameters, and shell
 metacharacters are a sign of a mistake (or worse) in a matrix file.
+
+:func:`memparse` reads sizes as the kernel does; the ``cma=`` oracle parses
+``cma=`` and the other early parameters with it (``harness.oracle``'s
+``parse_early_params``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from harness.errors import InputError
 
@@ -65,54 +68,3 @@ def memparse(text: str) -> tuple[int, str]:
         value <<= shift
         rest = rest[1:]
     return value, rest
-
-
-@dataclass(frozen=True)
-class CmaParam:
-    """What ``cma=`` asked for, as ``early_cma()`` in kernel/dma/contiguous.c reads it.
-
-    Attributes:
-        size: requested size in bytes (0 disables the default CMA area).
-        base: requested base physical address in bytes, or 0 for "anywhere".
-        limit: upper physical address bound in bytes, or 0 for "no limit".
-        fixed: True when ``base + size == limit`` (a fixed placement ``size@base``).
-    """
-
-    size: int
-    base: int = 0
-    limit: int = 0
-
-    @property
-    def fixed(self) -> bool:
-        return self.limit != 0 and self.base + self.size == self.limit
-
-
-def find_cma_param(cmdline: str) -> str | None:
-    """Return the value of the last ``cma=`` on ``cmdline`` (the one the kernel keeps).
-
-    Returns ``None`` when there is no ``cma=`` parameter.  A bare ``cma`` (no
-    ``=``) returns ``""``.
-    """
-    value: str | None = None
-    for word in cmdline.split():
-        if word == "cma":
-            value = ""
-        elif word.startswith("cma="):
-            value = word[4:]
-    return value
-
-
-def parse_cma_param(value: str) -> CmaParam:
-    """Parse a ``cma=`` value the way ``early_cma()`` does (kernel/dma/contiguous.c).
-
-    ``nn[KMG][@start[KMG][-end[KMG]]]``.  Like the kernel, garbage after the
-    size is ignored rather than refused, so ``cma=lots`` means a size of 0.
-    """
-    size, rest = memparse(value)
-    if not rest.startswith("@"):
-        return CmaParam(size=size)
-    base, rest = memparse(rest[1:])
-    if not rest.startswith("-"):
-        return CmaParam(size=size, base=base, limit=base + size)
-    limit, _ = memparse(rest[1:])
-    return CmaParam(size=size, base=base, limit=limit)

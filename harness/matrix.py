@@ -44,14 +44,56 @@ from harness import paths
 from harness.boards import available_boards, read_input_text, refuse_unknown
 from harness.checks import CmaExpectation
 from harness.cmdline import validate_cmdline
-from harness.errors import InputError
+from harness.errors import EnvironmentProblem, InputError
 
 DEFAULT_MATRIX = paths.DEFAULT_MATRIX
 _OUTCOMES = ("reserved", "failed", "none")
-# The suites of rootfs/cma-test (its suites[] table), plus the kernel's own
-# tools/testing/selftests/dmabuf-heaps run against the CMA heap.
-KNOWN_SUITES = ("alloc-free", "exhaustion", "migrate", "dma", "replay", "concurrency", "dmabuf-heaps")
-# Suites that take any named area (CMA_TEST_AREA); the others need the default one.
+# The one list of cma-test's suites: the guest program builds its suite table from it.
+SUITES_DEF = paths.ROOTFS_DIR / "cma-test" / "suites.def"
+_SUITE_LINE = re.compile(r'SUITE\("([a-z0-9][a-z0-9-]*)", (suite_[a-z0-9_]+)\)')
+_C_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def read_suites_def(path: Path = SUITES_DEF) -> tuple[str, ...]:
+    """The suite names of ``rootfs/cma-test/suites.def``, in its order.
+
+    Outside C comments, every non-blank line must be ``SUITE("name", suite_function)``.
+
+    Raises:
+        EnvironmentProblem: the file is missing or unreadable, a line is not a
+            ``SUITE(...)`` entry, a name repeats, or there is none (a broken checkout
+            or install).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot read the cma-test suite list {path}: {exc}") from exc
+    names: list[str] = []
+    for number, line in enumerate(_C_COMMENT.sub(lambda m: "\n" * m[0].count("\n"), text)
+                                  .splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _SUITE_LINE.fullmatch(line.strip())
+        if match is None:
+            raise EnvironmentProblem(f"{path}:{number}: not a SUITE(\"name\", suite_function) "
+                                     f"line: {line.strip()!r}")
+        if match[1] in names:
+            raise EnvironmentProblem(f"{path}:{number}: suite {match[1]!r} is listed twice")
+        names.append(match[1])
+    if not names:
+        raise EnvironmentProblem(f"{path}: lists no suite")
+    return tuple(names)
+
+
+# The suites of the guest program rootfs/cma-test ("cma-test suite NAME").
+CMA_TEST_SUITES = read_suites_def()
+# Not cma-test suites: the kernel's own tools/testing/selftests/<dir> programs,
+# cross-built from the kernel tree (rootfs.SELFTESTS, kbuild.SELFTEST_DIRS) and run
+# by harness/cell.py in place of cma-test; the suite is named after the directory.
+SELFTEST_SUITES = ("dmabuf-heaps",)
+KNOWN_SUITES = CMA_TEST_SUITES + SELFTEST_SUITES
+# The cma-test suites that take any named area (CMA_TEST_AREA); the others need the
+# default one.
 AREA_SUITES = ("alloc-free", "exhaustion", "concurrency")
 _TOP_KEYS = {"name", "description", "boards", "cmdlines", "suites", "area_suites",
              "required_subtests", "cells"}

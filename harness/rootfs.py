@@ -38,7 +38,6 @@ class Initramfs:
 
     path: Path
     key: str
-    programs: tuple[str, ...]
 
 
 def find_busybox() -> Path:
@@ -178,11 +177,10 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
     busybox = find_busybox()
     key = digest(_inputs(kernel, busybox, rootfs_dir, extra))[:16]
     final = cache_root() / "rootfs" / key
-    programs = tuple(p.name for p in guest_programs(rootfs_dir))
     if final.is_dir():
         problems = manifest_problems(final)
         if not problems:
-            return Initramfs(final / "initramfs.cpio.gz", key, programs)
+            return Initramfs(final / "initramfs.cpio.gz", key)
         discard_corrupt(final, problems)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
@@ -203,4 +201,4 @@ def build_initramfs(kernel: KernelBuild, rootfs_dir: Path = ROOTFS_DIR,
         publish_dir(out, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Initramfs(final / "initramfs.cpio.gz", key, programs)
+    return Initramfs(final / "initramfs.cpio.gz", key)

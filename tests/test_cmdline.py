@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cmdline import CmaParam, find_cma_param, memparse, parse_cma_param, validate_cmdline
+from harness.cmdline import memparse, validate_cmdline
 from harness.errors import InputError
 
 
@@ -33,18 +33,3 @@ def test_validate_refuses_overlong() -> None:
 ])
 def test_memparse_matches_the_kernel(text: str, value: int, rest: str) -> None:
     assert memparse(text) == (value, rest)
-
-
-def test_parse_cma_forms() -> None:
-    assert parse_cma_param("32M") == CmaParam(32 << 20)
-    fixed = parse_cma_param("16M@0x70000000")
-    assert fixed == CmaParam(16 << 20, 0x70000000, 0x71000000) and fixed.fixed
-    ranged = parse_cma_param("16M@0x60000000-0x70000000")
-    assert ranged == CmaParam(16 << 20, 0x60000000, 0x70000000) and not ranged.fixed
-    assert parse_cma_param("lots") == CmaParam(0)
-
-
-def test_find_cma_param_takes_the_last() -> None:
-    assert find_cma_param("console=ttyAMA0 cma=16M cma=32M") == "32M"
-    assert find_cma_param("console=ttyAMA0") is None
-    assert find_cma_param("cma") == ""
