@@ -508,13 +508,19 @@ def cached_build(request: BuildRequest, toolchain: str) -> KernelBuild | None:
     """The complete artifacts for ``request`` if the cache has them intact, else None.
 
     Every file must still match the manifest written when the entry was made
-    (:mod:`harness.integrity`); a corrupt entry is removed with a warning on
-    stderr, so the caller rebuilds it.
+    (:mod:`harness.integrity`), and the entry must hold ``src/``, the build's
+    own copy of the kernel selftests (:attr:`KernelBuild.selftests_src`); a
+    corrupt or incomplete entry is removed with a warning on stderr, so the
+    caller rebuilds it.
     """
     directory = cache_root() / "kernels" / build_key(request, toolchain)[:16]
     if not directory.is_dir():
         return None
     problems = manifest_problems(directory)
+    if not problems and not (directory / "src").is_dir():
+        # Made by a harness from before each build kept its own selftests copy:
+        # an initramfs built from it would silently lack the selftest programs.
+        problems = ["src/ (this build's copy of the kernel selftests) is missing"]
     if problems:
         discard_corrupt(directory, problems)
         return None

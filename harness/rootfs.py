@@ -64,9 +64,25 @@ def _inputs(kernel: KernelBuild, busybox: Path, rootfs_dir: Path,
     for src in [*guest_programs(rootfs_dir), rootfs_dir / "bin"]:
         for f in sorted(p for p in src.rglob("*") if p.is_file()):
             parts.append(f"{f.relative_to(rootfs_dir)}\0{file_digest(f)}")
+    for name, source in sorted(SELFTESTS.items()):
+        parts.append(f"{name}\0{file_digest(_selftest_source(kernel.selftests_src, source))}")
     for guest_path, host_path in sorted(extra.items()):
         parts.append(f"{guest_path}\0{file_digest(host_path)}")
     return parts
+
+
+def _selftest_source(tree: Path, source: str) -> Path:
+    """``tree / source``, a kernel selftest every initramfs carries.
+
+    Raises:
+        BuildError: it is missing (a kernel tree or build without its selftests):
+            the initramfs would silently lack the program.
+    """
+    path = tree / source
+    if not path.is_file():
+        raise BuildError(f"kernel selftest {source} is missing from {tree}; "
+                         "the initramfs would lack its program")
+    return path
 
 
 def compile_program(sources: list[Path], headers: Path, tree: Path, out: Path,
@@ -100,7 +116,7 @@ def compile_guest_programs(headers: Path, tree: Path, bindir: Path,
     source (see :func:`compile_program`).  Returns the executables written.
 
     Raises:
-        BuildError: a compiler failed.
+        BuildError: a compiler failed, or a selftest's source is missing from ``tree``.
     """
     bindir.mkdir(parents=True, exist_ok=True)
     built = []
@@ -108,9 +124,8 @@ def compile_guest_programs(headers: Path, tree: Path, bindir: Path,
         compile_program(sorted(prog.glob("*.c")), headers, tree, bindir / prog.name)
         built.append(bindir / prog.name)
     for name, source in SELFTESTS.items():
-        if (tree / source).is_file():
-            compile_program([tree / source], headers, tree, bindir / name, strict=False)
-            built.append(bindir / name)
+        compile_program([_selftest_source(tree, source)], headers, tree, bindir / name, strict=False)
+        built.append(bindir / name)
     return built
 
 
