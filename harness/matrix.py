@@ -240,6 +240,82 @@ def _refuse_equal_slugs(cells: Iterable[Cell], path: Path) -> None:
                              f"result files (cells/{cell.slug}.xml); change one of the cmdlines")
 
 
+def _matrix_boards(data: dict[str, Any], path: Path, known_boards: tuple[str, ...] | None) -> list[str]:
+    """The matrix's ``boards``, each one known (when ``known_boards`` is given).
+
+    Raises:
+        InputError: not a non-empty list of names, or an unknown board.
+    """
+    boards = data.get("boards")
+    if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
+        raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
+    if known_boards is not None:
+        bad = [b for b in boards if b not in known_boards]
+        if bad:
+            raise InputError(f"{path}: 'boards': unknown board(s) {', '.join(bad)} "
+                             f"(known: {', '.join(known_boards)})")
+    return boards
+
+
+def _cmdline_axis(data: dict[str, Any], path: Path) -> list[str]:
+    """The matrix's ``cmdlines``, each checked, none twice.
+
+    Raises:
+        InputError: an unsafe or repeated cmdline.
+    """
+    axis = [_cmdline(c, f"{path}: cmdlines[{i}]")
+            for i, c in enumerate(_names(data.get("cmdlines", []), str(path), "cmdlines"))]
+    if len(set(axis)) != len(axis):
+        dup = next(c for c in axis if axis.count(c) > 1)
+        raise InputError(f"{path}: 'cmdlines' lists {dup!r} twice")
+    return axis
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    """What every cell of a matrix gets unless its ``[[cells]]`` entry says otherwise."""
+
+    boards: tuple[str, ...]
+    axis: tuple[str, ...]
+    suites: tuple[str, ...]
+    area_suites: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+def _refine(cells: dict[tuple[str, str], Cell], refined: set[tuple[str, str]], raw: object,
+            where: str, d: _Defaults) -> None:
+    """Apply one ``[[cells]]`` entry ``raw`` to ``cells`` (in place), adding cells off the axis.
+
+    Raises:
+        InputError: naming ``where``: not a table, an unknown key, a board outside
+            the matrix's, both xfail and skip, or a cell listed twice.
+    """
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be a table")
+    refuse_unknown(raw, _CELL_KEYS, where)
+    cmdline = _cmdline(raw.get("cmdline", ""), where)
+    expect = _expectation(raw["expect"], where) if "expect" in raw else None
+    cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else d.suites
+    if expect is not None and expect.outcome != "reserved":
+        cell_suites = ()  # no default CMA area for the suites to work on
+    cell_boards = _names(raw["boards"], where, "boards") if "boards" in raw else d.boards
+    stray = [b for b in cell_boards if b not in d.boards]
+    if stray:
+        raise InputError(f"{where}: 'boards': {', '.join(stray)} not in the matrix's 'boards'")
+    xfail, skip = _reason(raw, "xfail", where), _reason(raw, "skip", where)
+    if xfail and skip:
+        raise InputError(f"{where}: a cell is either 'xfail' or 'skip', not both")
+    for board in cell_boards:
+        key = (board, cmdline)
+        if key in refined or (key in cells and cmdline not in d.axis):
+            raise InputError(f"{where}: cell {board}:{cmdline or '(default)'} is listed twice")
+        refined.add(key)
+        base = cells.get(key, Cell(board, cmdline, area_suites=d.area_suites))
+        cells[key] = replace(base, expect=expect, description=str(raw.get("description", "")),
+                             suites=cell_suites, required=d.required if cell_suites else (),
+                             xfail=xfail, skip=skip)
+
+
 def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...] | None = None) -> Matrix:
     """Expand a parsed matrix file into cells (boards x cmdlines, refined by ``[[cells]]``).
 
@@ -252,55 +328,21 @@ def parse_matrix(data: dict[str, Any], path: Path, known_boards: tuple[str, ...]
             names the file and the key (or both cells).
     """
     refuse_unknown(data, _TOP_KEYS, str(path))
-    boards = data.get("boards")
-    if not isinstance(boards, list) or not boards or not all(isinstance(b, str) for b in boards):
-        raise InputError(f"{path}: 'boards' must be a non-empty list of board names")
-    if known_boards is not None:
-        bad = [b for b in boards if b not in known_boards]
-        if bad:
-            raise InputError(f"{path}: 'boards': unknown board(s) {', '.join(bad)} "
-                             f"(known: {', '.join(known_boards)})")
+    boards = _matrix_boards(data, path, known_boards)
     suites = _names(data.get("suites", []), str(path), "suites", KNOWN_SUITES)
     area_suites = _names(data.get("area_suites", []), str(path), "area_suites", AREA_SUITES)
     required = _names(data.get("required_subtests", []), str(path), "required_subtests")
-    axis = [_cmdline(c, f"{path}: cmdlines[{i}]")
-            for i, c in enumerate(_names(data.get("cmdlines", []), str(path), "cmdlines"))]
-    if len(set(axis)) != len(axis):
-        dup = next(c for c in axis if axis.count(c) > 1)
-        raise InputError(f"{path}: 'cmdlines' lists {dup!r} twice")
+    axis = _cmdline_axis(data, path)
     raw_cells = data.get("cells", [])
     if not isinstance(raw_cells, list):
         raise InputError(f"{path}: 'cells' must be an array of tables ([[cells]])")
     cells: dict[tuple[str, str], Cell] = {
         (board, c): Cell(board, c, None, "", suites, required if suites else (), area_suites)
         for c in axis for board in boards}
+    defaults = _Defaults(tuple(boards), tuple(axis), suites, area_suites, required)
     refined: set[tuple[str, str]] = set()
     for i, raw in enumerate(raw_cells):
-        where = f"{path}: cells[{i}]"
-        if not isinstance(raw, dict):
-            raise InputError(f"{where}: must be a table")
-        refuse_unknown(raw, _CELL_KEYS, where)
-        cmdline = _cmdline(raw.get("cmdline", ""), where)
-        expect = _expectation(raw["expect"], where) if "expect" in raw else None
-        cell_suites = _names(raw["suites"], where, "suites", KNOWN_SUITES) if "suites" in raw else suites
-        if expect is not None and expect.outcome != "reserved":
-            cell_suites = ()  # no default CMA area for the suites to work on
-        cell_boards = _names(raw["boards"], where, "boards") if "boards" in raw else tuple(boards)
-        stray = [b for b in cell_boards if b not in boards]
-        if stray:
-            raise InputError(f"{where}: 'boards': {', '.join(stray)} not in the matrix's 'boards'")
-        xfail, skip = _reason(raw, "xfail", where), _reason(raw, "skip", where)
-        if xfail and skip:
-            raise InputError(f"{where}: a cell is either 'xfail' or 'skip', not both")
-        for board in cell_boards:
-            key = (board, cmdline)
-            if key in refined or (key in cells and cmdline not in axis):
-                raise InputError(f"{where}: cell {board}:{cmdline or '(default)'} is listed twice")
-            refined.add(key)
-            base = cells.get(key, Cell(board, cmdline, area_suites=area_suites))
-            cells[key] = replace(base, expect=expect, description=str(raw.get("description", "")),
-                                 suites=cell_suites, required=required if cell_suites else (),
-                                 xfail=xfail, skip=skip)
+        _refine(cells, refined, raw, f"{path}: cells[{i}]", defaults)
     if not cells:
         raise InputError(f"{path}: the matrix expands to no cell (give 'cmdlines' or [[cells]])")
     _refuse_equal_slugs(cells.values(), path)

@@ -185,6 +185,71 @@ class TreeStateError(Exception):
     """The tree's record of applied patches is missing or does not match it; re-unpack."""
 
 
+_Applied = tuple[str, int, str, str]  # (patch name, -pN, sha256, file in .cma-harness-series/)
+
+
+def _read_record(tree: Path) -> list[_Applied]:
+    """The patches ``tree`` records as applied, oldest first.
+
+    Raises:
+        TreeStateError: the record is missing or corrupt, or a switch did not finish.
+    """
+    try:
+        manifest = json.loads((tree / _STATE / "manifest.json").read_text())
+        applied = [(e["name"], e["strip"], e["sha256"], e["file"]) for e in manifest["applied"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TreeStateError(f"{tree}: no valid record of applied patches ({exc})") from exc
+    if manifest.get("dirty"):
+        raise TreeStateError(f"{tree}: a previous series switch did not finish")
+    return applied
+
+
+def _record(state: Path, entries: list[_Applied], dirty: bool) -> None:
+    """Write the record of applied patches (``dirty``: a switch is under way), atomically."""
+    data = {"dirty": dirty, "applied": [{"name": n, "strip": s, "sha256": h, "file": f}
+                                        for n, s, h, f in entries]}
+    tmp = state / "manifest.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.rename(state / "manifest.json")
+
+
+def _reverse_to(tree: Path, current: list[_Applied], keep: int) -> None:
+    """Reverse the patches of ``current`` after the first ``keep``, newest first (``current`` shrinks).
+
+    Raises:
+        TreeStateError: a patch does not reverse cleanly.
+    """
+    state = tree / _STATE
+    for name, strip, _sha, file in reversed(current[keep:]):
+        result = subprocess.run([*_PATCH, f"-p{strip}", "-R", "-i", str(state / file)], cwd=tree,
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TreeStateError(f"{tree}: cannot reverse {name}")
+        (state / file).unlink(missing_ok=True)
+        current.pop()
+        _record(state, current, True)
+
+
+def _apply_rest(tree: Path, current: list[_Applied], patches: list[Patch]) -> None:
+    """Apply ``patches`` on top of ``current`` (which grows), keeping a copy of each.
+
+    Raises:
+        PatchError: a patch does not apply; the record then lists those before it.
+    """
+    state = tree / _STATE
+    for patch in patches:
+        file = f"{len(current):04d}.patch"
+        shutil.copyfile(patch.path, state / file)
+        try:
+            _apply_one(patch, state / file, tree)
+        except PatchError:
+            (state / file).unlink(missing_ok=True)
+            _record(state, current, False)
+            raise
+        current.append((patch.name, patch.strip, patch.sha256, file))
+        _record(state, current, True)
+
+
 def switch_series(series: Series, tree: Path) -> tuple[int, int]:
     """Bring the series applied to ``tree`` from what it records to ``series``, incrementally.
 
@@ -203,48 +268,16 @@ def switch_series(series: Series, tree: Path) -> tuple[int, int]:
         TreeStateError: the record is missing or corrupt, or an old patch does
             not reverse cleanly; the caller must start from a fresh tree.
     """
-    state = tree / _STATE
-    try:
-        manifest = json.loads((state / "manifest.json").read_text())
-        applied = [(e["name"], e["strip"], e["sha256"], e["file"]) for e in manifest["applied"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TreeStateError(f"{tree}: no valid record of applied patches ({exc})") from exc
-    if manifest.get("dirty"):
-        raise TreeStateError(f"{tree}: a previous series switch did not finish")
+    applied = _read_record(tree)
     wanted = [(p.name, p.strip, p.sha256) for p in series.patches]
     keep = 0
     while keep < min(len(applied), len(wanted)) and applied[keep][:3] == wanted[keep]:
         keep += 1
-
-    def record(entries: list[tuple[str, int, str, str]], dirty: bool) -> None:
-        data = {"dirty": dirty, "applied": [{"name": n, "strip": s, "sha256": h, "file": f}
-                                            for n, s, h, f in entries]}
-        tmp = state / "manifest.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.rename(state / "manifest.json")
-
     current = applied[:]
-    record(current, True)
-    for name, strip, _sha, file in reversed(applied[keep:]):
-        result = subprocess.run([*_PATCH, f"-p{strip}", "-R", "-i", str(state / file)], cwd=tree,
-                                capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise TreeStateError(f"{tree}: cannot reverse {name}")
-        (state / file).unlink(missing_ok=True)
-        current.pop()
-        record(current, True)
-    for patch in series.patches[keep:]:
-        file = f"{len(current):04d}.patch"
-        shutil.copyfile(patch.path, state / file)
-        try:
-            _apply_one(patch, state / file, tree)
-        except PatchError:
-            (state / file).unlink(missing_ok=True)
-            record(current, False)
-            raise
-        current.append((patch.name, patch.strip, patch.sha256, file))
-        record(current, True)
-    record(current, False)
+    _record(tree / _STATE, current, True)
+    _reverse_to(tree, current, keep)
+    _apply_rest(tree, current, list(series.patches[keep:]))
+    _record(tree / _STATE, current, False)
     return len(applied) - keep, len(series.patches) - keep
 
 
