@@ -10,29 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from harness.klog import find_problems
-from harness.ktap import diagnostic_metrics, flatten, parse_ktap, subtree_diagnostics
+from harness.ktap import FlatTest, diagnostic_metrics, flatten, parse_ktap, subtree_diagnostics
+from harness.outcome import Status, worst
 
-
-class Status(Enum):
-    """Outcome of one check; :attr:`rank` orders them error > fail > pass > skip."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"
-    SKIP = "skip"
-
-    @property
-    def rank(self) -> int:
-        return {"skip": 0, "pass": 1, "fail": 2, "error": 3}[self.value]
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    """The most severe status; an empty input is ``ERROR`` (zero checks never pass)."""
-    ranked = sorted(statuses, key=lambda s: s.rank)
-    return ranked[-1] if ranked else Status.ERROR
+__all__ = ["Status", "worst"]  # re-exported: the one outcome enum lives in harness.outcome
 
 
 @dataclass(frozen=True)
@@ -124,24 +108,48 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return values
 
 
-@dataclass(frozen=True)
-class CmaExpectation:
-    """What a matrix cell expects of the default CMA area.
+class CmaOutcome(StrEnum):
+    """What the kernel does with the default CMA area: the one list of these outcomes.
 
-    Attributes:
-        outcome: ``"reserved"`` (an area of ``size_mib`` MiB), ``"failed"`` (the
-            kernel tried ``size_mib`` MiB and printed "Failed to reserve"), or
-            ``"none"`` (no default area at all, e.g. ``cma=0``).
-        size_mib: the size in MiB for ``reserved`` and ``failed``; None for ``none``.
+    ``RESERVED``: an area of N MiB (``cma: Reserved N MiB at ...``); ``FAILED``:
+    the kernel tried N MiB and printed ``cma: Failed to reserve N MiB``; ``NONE``:
+    no default area at all (e.g. ``cma=0``).
     """
 
-    outcome: str
+    RESERVED = "reserved"
+    FAILED = "failed"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class CmaExpectation:
+    """What a matrix cell expects of the default CMA area (a hand-written ``expect``).
+
+    Attributes:
+        outcome: a :class:`CmaOutcome` (its value as a string is accepted and
+            converted).
+        size_mib: the size in MiB for ``reserved`` and ``failed``; None for ``none``.
+
+    Raises:
+        ValueError: ``outcome`` is none of :class:`CmaOutcome`'s values.
+    """
+
+    outcome: CmaOutcome | str
     size_mib: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", CmaOutcome(self.outcome))
+
+    @property
+    def kind(self) -> CmaOutcome:
+        """:attr:`outcome` as the enum (it always is one after construction)."""
+        return CmaOutcome(self.outcome)
+
     def describe(self) -> str:
-        if self.outcome == "none":
+        """The expected ``cma:`` line in words, e.g. ``'cma: Reserved 64 MiB'``."""
+        if self.kind is CmaOutcome.NONE:
             return "no CMA area"
-        verb = "Reserved" if self.outcome == "reserved" else "Failed to reserve"
+        verb = "Reserved" if self.kind is CmaOutcome.RESERVED else "Failed to reserve"
         return f"'cma: {verb} {self.size_mib} MiB'"
 
 
@@ -156,9 +164,9 @@ def check_cma_reservation(expect: CmaExpectation, report: CmaBootReport) -> Chec
     name = "cma-reservation"
     seen = _describe_seen(report)
     extra = "".join(f"\ncma: {line}" for line in report.other)
-    if expect.outcome == "reserved":
+    if expect.kind is CmaOutcome.RESERVED:
         ok = [r.size_mib for r in report.reserved] == [expect.size_mib] and not report.failed
-    elif expect.outcome == "failed":
+    elif expect.kind is CmaOutcome.FAILED:
         ok = report.failed == [expect.size_mib] and not report.reserved
     else:
         ok = not report.reserved and not report.failed
@@ -254,32 +262,54 @@ def check_debugfs_area(area: str, pages: int, probe: dict[str, str]) -> CheckRes
 
 # --- cma-dev / cma-test -------------------------------------------------------------
 
-_KTAP_STATUS = {"pass": Status.PASS, "fail": Status.FAIL, "skip": Status.SKIP, "todo": Status.SKIP,
-                "error": Status.FAIL}
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement a test printed as a KTAP diagnostic (``latency_us min=.. median=..``).
+
+    Attributes:
+        test: the testcase path of the top-level test, e.g. ``cma-test/alloc-free``.
+        key: what was measured, e.g. ``latency_us.median`` (µs), ``duration_ms`` (ms).
+        value: the value as the guest printed it.
+    """
+
+    test: str
+    key: str
+    value: str
+
+    @property
+    def name(self) -> str:
+        """The JUnit property name: ``<test>.<key>``."""
+        return f"{self.test}.{self.key}"
 
 
-def ktap_checks(prefix: str, output: str,
-                exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+def _ktap_check(prefix: str, flat: FlatTest) -> CheckResult:
+    """One flattened KTAP test as a check: a test that never reported fails with its reason."""
+    if flat.status is Status.ERROR:
+        status, message = Status.FAIL, flat.reason
+    elif flat.status is Status.SKIP:
+        status = Status.SKIP
+        message = (f"known failure (TODO): {flat.reason}" if flat.known_failure
+                   else f"skipped: {flat.reason}")
+    else:
+        status, message = flat.status, "ok" if flat.status is Status.PASS else "not ok"
+    return CheckResult(f"{prefix}/{flat.path}", status, message, "\n".join(flat.diagnostics))
+
+
+def ktap_results(prefix: str, output: str,
+                 exit_status: int) -> tuple[list[CheckResult], list[Measurement]]:
     """KTAP output of a guest program as one :class:`CheckResult` per test and subtest.
 
     Nested subtests are flattened with their path (``prefix/suite/subtest``);
     a failure carries the test's diagnostic lines.  Measurement diagnostics
     (``latency_us min=.. median=.. max=..``, ``duration_ms=..``) of each
-    top-level test become metrics ``prefix/suite.latency_us.min`` etc.  Output
+    top-level test become :class:`Measurement` s of ``prefix/<test>``.  Output
     with no test at all (the program crashed before printing any), or a non-zero
     exit status with no failing test, is itself a failure.
     """
     tests = parse_ktap(output.splitlines())
-    results = []
-    for flat in flatten(tests):
-        status = _KTAP_STATUS[flat.status.value]
-        message = {"pass": "ok", "fail": "not ok", "skip": f"skipped: {flat.reason}",
-                   "todo": f"known failure (TODO): {flat.reason}",
-                   "error": flat.reason}[flat.status.value]
-        results.append(CheckResult(f"{prefix}/{flat.path}", status, message,
-                                   "\n".join(flat.diagnostics)))
-    metrics = {f"{prefix}/{t.name}.{k}": v for t in tests
-               for k, v in diagnostic_metrics(subtree_diagnostics(t)).items()}
+    results = [_ktap_check(prefix, flat) for flat in flatten(tests)]
+    measured = [Measurement(f"{prefix}/{t.name}", k, v) for t in tests
+                for k, v in diagnostic_metrics(subtree_diagnostics(t)).items()]
     if not tests:
         signal = f", killed by signal {exit_status - 128}" if exit_status > 128 else ""
         results.append(CheckResult(prefix, Status.FAIL,
@@ -288,7 +318,22 @@ def ktap_checks(prefix: str, output: str,
         results.append(CheckResult(prefix, Status.FAIL,
                                    f"exit status {exit_status} although every KTAP test passed",
                                    output[-4000:]))
-    return results, metrics
+    return results, measured
+
+
+def measurement_dict(measured: Iterable[Measurement]) -> dict[str, str]:
+    """``{"<test>.<key>": value}`` in order (a repeated name keeps its first place, last value)."""
+    out: dict[str, str] = {}
+    for m in measured:
+        out[m.name] = m.value
+    return out
+
+
+def ktap_checks(prefix: str, output: str,
+                exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+    """:func:`ktap_results` with the measurements as ``{"<prefix>/<test>.<key>": value}``."""
+    results, measured = ktap_results(prefix, output, exit_status)
+    return results, measurement_dict(measured)
 
 
 @dataclass(frozen=True)
@@ -387,8 +432,8 @@ def check_required_tests(results: Sequence[CheckResult], required: Sequence[str]
                        f"all {len(required)} present and passing")
 
 
-def dmabuf_heap_checks(output: str,
-                       exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+def dmabuf_heap_results(output: str,
+                        exit_status: int) -> tuple[list[CheckResult], list[Measurement]]:
     """Results of the kernel's tools/testing/selftests/dmabuf-heaps/dmabuf-heap.
 
     6.12's is KTAP (kselftest.h); 6.1's prints ``Testing heap: NAME`` then
@@ -397,7 +442,7 @@ def dmabuf_heap_checks(output: str,
     """
     prefix = "selftests/dmabuf-heaps"
     if re.search(r"^(K?TAP) version", output, re.M):
-        return ktap_checks(prefix, output, exit_status)
+        return ktap_results(prefix, output, exit_status)
     results = []
     heap = "?"
     for line in output.splitlines():
@@ -412,4 +457,11 @@ def dmabuf_heap_checks(output: str,
     if not results:
         results.append(CheckResult(prefix, Status.FAIL, f"no results (exit status {exit_status})",
                                    output[-4000:]))
-    return results, {}
+    return results, []
+
+
+def dmabuf_heap_checks(output: str,
+                       exit_status: int) -> tuple[list[CheckResult], dict[str, str]]:
+    """:func:`dmabuf_heap_results` with the measurements as a dict (see :func:`ktap_checks`)."""
+    results, measured = dmabuf_heap_results(output, exit_status)
+    return results, measurement_dict(measured)

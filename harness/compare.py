@@ -58,6 +58,7 @@ from typing import Any
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, Skipped
 
 from harness.errors import InputError
+from harness.outcome import Status
 
 JUNIT_NAME = "junit.xml"
 DEFAULT_TOLERANCE = 0.25
@@ -65,17 +66,15 @@ _MAX_DETAILS = 4000
 _POSITION_SUFFIX = re.compile(r":? *line \d+, column \d+$")
 
 
-class Outcome(StrEnum):
-    """One testcase's result in one run, ranked error > failure > skipped > passed."""
+_RESULT_STATUS = {Error: Status.ERROR, Failure: Status.FAIL, Skipped: Status.SKIP}
+"""The :class:`Status` of each JUnit result element; a testcase without one passed."""
 
-    PASSED = "passed"
-    SKIPPED = "skipped"
-    FAILURE = "failure"
-    ERROR = "error"
+_WORST_RESULT_ORDER = {Status.PASS: 0, Status.SKIP: 1, Status.FAIL: 2, Status.ERROR: 3}
+"""Which of a testcase's result elements counts: error > failure > skipped > passed.
 
-    @property
-    def failing(self) -> bool:
-        return self in (Outcome.FAILURE, Outcome.ERROR)
+Not :attr:`Status.rank` (which puts pass above skip): a testcase carrying a
+``<skipped>`` element is skipped, whatever else it carries short of a failure.
+"""
 
 
 class Category(StrEnum):
@@ -102,7 +101,8 @@ class CaseResult:
 
     Attributes:
         suite: testsuite (cell) name; name: testcase name.
-        outcome: the worst result the testcase carries.
+        outcome: the worst result the testcase carries (see :data:`_WORST_RESULT_ORDER`);
+            reports show it as :attr:`Status.junit_word` (``passed``, ``failure``...).
         message: the result's ``message`` attribute, or for a pass the first line
             of ``<system-out>``; "" when there is none.
         details: the result's text (or ``<system-out>``), at most 4000 characters.
@@ -112,7 +112,7 @@ class CaseResult:
 
     suite: str
     name: str
-    outcome: Outcome
+    outcome: Status
     message: str = ""
     details: str = ""
     flaky: bool = False
@@ -205,8 +205,8 @@ class CaseChange:
     @property
     def reason(self) -> str:
         """A short human reason, e.g. ``"passed -> failure"`` or ``"absent in new"``."""
-        before = self.base.outcome.value if self.base else "absent"
-        after = self.new.outcome.value if self.new else "absent"
+        before = self.base.outcome.junit_word if self.base else "absent"
+        after = self.new.outcome.junit_word if self.new else "absent"
         text = f"{before} -> {after}"
         if self.category is Category.FLAKY:
             text += " (passed only on retry)"
@@ -423,15 +423,13 @@ def _case_flaky(case: Any) -> bool:
 
 
 def _case_result(suite: str, name: str, case: Any, suite_flaky: bool) -> CaseResult:
-    rank = {Error: Outcome.ERROR, Failure: Outcome.FAILURE, Skipped: Outcome.SKIPPED}
-    order = list(Outcome)
-    outcome, message, details = Outcome.PASSED, "", _text(case.system_out)
+    outcome, message, details = Status.PASS, "", _text(case.system_out)
     for result in case.result:
-        found = next((o for cls, o in rank.items() if isinstance(result, cls)), Outcome.PASSED)
-        if order.index(found) > order.index(outcome):
+        found = next((o for cls, o in _RESULT_STATUS.items() if isinstance(result, cls)), Status.PASS)
+        if _WORST_RESULT_ORDER[found] > _WORST_RESULT_ORDER[outcome]:
             outcome, message = found, _text(result.message)
             details = _text(result.text) or details
-    if outcome is Outcome.PASSED:
+    if outcome is Status.PASS:
         message = details.strip().split("\n", 1)[0]
     return CaseResult(suite, name, outcome, message, details[:_MAX_DETAILS],
                       suite_flaky or _case_flaky(case), float(case.time or 0.0))
@@ -489,17 +487,17 @@ def classify(base: CaseResult | None, new: CaseResult | None) -> Category:
         if base is None:
             raise ValueError("a key must be present in at least one run")
         return Category.REMOVED
-    if new.outcome.failing:
-        if base is None or base.outcome is Outcome.SKIPPED:
+    if new.outcome.bad:
+        if base is None or base.outcome is Status.SKIP:
             return Category.NEW_FAILURE
-        return Category.STILL_FAILING if base.outcome.failing else Category.REGRESSION
+        return Category.STILL_FAILING if base.outcome.bad else Category.REGRESSION
     if new.flaky:
         return Category.FLAKY
     if base is None:
         return Category.NEW_TEST
-    if new.outcome is Outcome.SKIPPED:
+    if new.outcome is Status.SKIP:
         return Category.SKIPPED
-    return Category.FIX if base.outcome.failing else Category.UNCHANGED_PASS
+    return Category.FIX if base.outcome.bad else Category.UNCHANGED_PASS
 
 
 def _number(text: str | None) -> float | None:

@@ -40,6 +40,31 @@ def write_manifest(directory: Path) -> None:
     (directory / MANIFEST).write_text("".join(lines))
 
 
+def _parse(text: str) -> dict[str, str] | None:
+    """A manifest's text as {relative path: SHA-256 hex}; None if a line is damaged."""
+    recorded: dict[str, str] = {}
+    for line in text.splitlines():
+        sha, sep, rel = line.partition("  ")
+        if not sep or len(sha) != 64:
+            return None
+        recorded[rel] = sha
+    return recorded
+
+
+def recorded_digests(directory: Path) -> dict[str, str]:
+    """The SHA-256 each file of ``directory`` had when its entry was published, by relative path.
+
+    Read from ``directory/MANIFEST.sha256`` as written (not checked against the
+    files: :func:`manifest_problems` does that); ``{}`` when the manifest is
+    missing, unreadable or damaged.
+    """
+    try:
+        text = (directory / MANIFEST).read_text(errors="replace")
+    except OSError:
+        return {}
+    return _parse(text) or {}
+
+
 def manifest_problems(directory: Path) -> list[str]:
     """What differs between ``directory`` and its manifest; empty when the entry is intact.
 
@@ -52,16 +77,13 @@ def manifest_problems(directory: Path) -> list[str]:
     manifest = directory / MANIFEST
     if not manifest.is_file():
         return [f"{MANIFEST} is missing"]
-    recorded: dict[str, str] = {}
     try:
         text = manifest.read_text(errors="replace")
     except OSError as exc:
         return [f"{MANIFEST} is unreadable ({exc.strerror or exc})"]
-    for line in text.splitlines():
-        sha, sep, rel = line.partition("  ")
-        if not sep or len(sha) != 64:
-            return [f"{MANIFEST} is damaged"]
-        recorded[rel] = sha
+    recorded = _parse(text)
+    if recorded is None:
+        return [f"{MANIFEST} is damaged"]
     present = set(_files(directory))
     problems = [f"{rel} is missing" for rel in sorted(set(recorded) - present)]
     problems += [f"{rel} is not in the manifest" for rel in sorted(present - set(recorded))]

@@ -84,12 +84,16 @@ class ConsoleSplitter:
 
     Feed text (``\\r`` already removed) as it arrives with :meth:`feed`; it
     returns the kernel records completed by this chunk.  The user text read so
-    far accumulates in :attr:`user`.  A possible record start at the end of the
-    input is held back until its newline arrives (or it stops looking like one).
+    far accumulates in :attr:`user`, the records in :attr:`records`, and for
+    each record :attr:`offsets` holds the offset in :attr:`user` where it was
+    cut out.  A possible record start at the end of the input is held back
+    until its newline arrives (or it stops looking like one).
     """
 
     def __init__(self) -> None:
         self.user = ""
+        self.records: list[str] = []
+        self.offsets: list[int] = []
         self._pending = ""
 
     def feed(self, text: str) -> list[str]:
@@ -98,9 +102,12 @@ class ConsoleSplitter:
         records: list[str] = []
         out: list[str] = []
         pos = 0
+        cut = len(self.user)
         for m in _RECORD.finditer(data):
             out.append(data[pos:m.start()])
+            cut += m.start() - pos
             records.append(m.group(0).rstrip("\n"))
+            self.offsets.append(cut)
             pos = m.end()
         rest = data[pos:]
         held = _RECORD_PREFIX.search(rest)
@@ -111,7 +118,13 @@ class ConsoleSplitter:
             out.append(rest)
             self._pending = ""
         self.user += "".join(out)
+        self.records += records
         return records
+
+    @property
+    def pending(self) -> str:
+        """Text held back as a possible start of a record (not yet in :attr:`user`)."""
+        return self._pending
 
     def flush(self) -> None:
         """Treat any held-back text as user text (call at EOF)."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+
+from harness.outcome import Status
 
 _VERSION = re.compile(r"^(?:K?TAP) version \d+$")
 _PLAN = re.compile(r"^1\.\.(\d+)")
@@ -21,26 +22,23 @@ _RESULT = re.compile(r"^(ok|not ok) (\d+)(?: -)?(?: ([^#]*?))?\s*(?:#\s*(.*))?$"
 _DIRECTIVE = re.compile(r"^(SKIP|TODO|XFAIL)\b\s*(.*)$", re.IGNORECASE)
 
 
-class KtapStatus(Enum):
-    """Outcome of one KTAP test."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    SKIP = "skip"
-    TODO = "todo"  # "not ok ... # TODO": a known failure, not counted as one
-    ERROR = "error"  # the plan promised a test that never reported
-
-
 @dataclass
 class KtapTest:
-    """One test: its number, name, status, directive reason, diagnostics and subtests."""
+    """One test: its number, name, status, directive reason, diagnostics and subtests.
+
+    ``status`` is the one outcome enum (:class:`harness.outcome.Status`):
+    ``ok`` is PASS, ``not ok`` FAIL, ``# SKIP`` SKIP, and a test the plan promised
+    that never reported ERROR.  ``not ok ... # TODO`` (or ``# XFAIL``) is a known
+    failure, not counted as one: SKIP with ``known_failure`` set.
+    """
 
     number: int
     name: str
-    status: KtapStatus
+    status: Status
     reason: str = ""
     diagnostics: list[str] = field(default_factory=list)
     subtests: list[KtapTest] = field(default_factory=list)
+    known_failure: bool = False
 
 
 @dataclass
@@ -50,14 +48,15 @@ class _Frame:
     diagnostics: list[str] = field(default_factory=list)
 
 
-def _status(ok: bool, directive: str | None) -> tuple[KtapStatus, str]:
+def _status(ok: bool, directive: str | None) -> tuple[Status, str, bool]:
+    """(status, directive reason, known failure) of one result line."""
     m = _DIRECTIVE.match(directive or "")
     if m:
         kind = m.group(1).upper()
         if kind == "SKIP":
-            return KtapStatus.SKIP, m.group(2)
-        return (KtapStatus.PASS if ok else KtapStatus.TODO), m.group(2)
-    return (KtapStatus.PASS if ok else KtapStatus.FAIL), ""
+            return Status.SKIP, m.group(2), False
+        return (Status.PASS if ok else Status.SKIP), m.group(2), not ok
+    return (Status.PASS if ok else Status.FAIL), "", False
 
 
 def _close(frame: _Frame) -> list[KtapTest]:
@@ -65,7 +64,7 @@ def _close(frame: _Frame) -> list[KtapTest]:
     tests = frame.tests
     if frame.plan is not None and len(tests) < frame.plan:
         for n in range(len(tests) + 1, frame.plan + 1):
-            tests.append(KtapTest(n, f"test {n}", KtapStatus.ERROR,
+            tests.append(KtapTest(n, f"test {n}", Status.ERROR,
                                   f"planned 1..{frame.plan} but test {n} never reported",
                                   list(frame.diagnostics)))
         frame.diagnostics = []
@@ -102,11 +101,11 @@ def parse_ktap(lines: Iterable[str]) -> list[KtapTest]:
                 inner = stack.pop()
                 subtests = _close(inner) if inner.tests or inner.plan else subtests
                 trailing = inner.diagnostics + trailing
-            status, reason = _status(m.group(1) == "ok", m.group(4))
+            status, reason, known = _status(m.group(1) == "ok", m.group(4))
             frame = stack[depth]
             frame.tests.append(KtapTest(int(m.group(2)), (m.group(3) or "").strip() or
                                         f"test {m.group(2)}", status, reason,
-                                        frame.diagnostics + trailing, subtests))
+                                        frame.diagnostics + trailing, subtests, known))
             frame.diagnostics = []
     while len(stack) > 1:
         inner = stack.pop()
@@ -114,7 +113,7 @@ def parse_ktap(lines: Iterable[str]) -> list[KtapTest]:
         if orphans:  # a nested block whose parent result never came: the parent crashed
             number = len(stack[-1].tests) + 1
             stack[-1].tests.append(KtapTest(
-                number, f"test {number}", KtapStatus.ERROR,
+                number, f"test {number}", Status.ERROR,
                 "its subtests ran but it never printed its own result line (crash or hang?)",
                 stack[-1].diagnostics, orphans))
             stack[-1].diagnostics = []
@@ -126,9 +125,10 @@ class FlatTest:
     """A test flattened for JUnit: ``path`` joins the names of its ancestors with ``/``."""
 
     path: str
-    status: KtapStatus
+    status: Status
     reason: str
     diagnostics: tuple[str, ...]
+    known_failure: bool = False
 
 
 def flatten(tests: Iterable[KtapTest], prefix: str = "") -> Iterator[FlatTest]:
@@ -136,7 +136,7 @@ def flatten(tests: Iterable[KtapTest], prefix: str = "") -> Iterator[FlatTest]:
     for test in tests:
         path = f"{prefix}{test.name}"
         yield from flatten(test.subtests, f"{path}/")
-        yield FlatTest(path, test.status, test.reason, tuple(test.diagnostics))
+        yield FlatTest(path, test.status, test.reason, tuple(test.diagnostics), test.known_failure)
 
 
 def diagnostic_metrics(diagnostics: Iterable[str]) -> dict[str, str]:

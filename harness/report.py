@@ -43,12 +43,12 @@ from harness.compare import (
     Category,
     Comparison,
     MetricDelta,
-    Outcome,
     exit_status,
     junit_file,
     parse_junit,
 )
 from harness.errors import InputError
+from harness.outcome import Status
 from harness.results import junit_bytes, xml_safe
 
 MAX_ROWS = 200
@@ -75,17 +75,17 @@ def _skip_reason(change: CaseChange, side: str) -> str | None:
             return "removed: " + ("the whole cell is absent" if side == "only-in-base" else "absent") \
                 + " in the new run"
         case Category.SKIPPED:
-            was = "in both runs" if base and base.outcome is Outcome.SKIPPED else "in the new run"
+            was = "in both runs" if base and base.outcome is Status.SKIP else "in the new run"
             return f"skipped {was}{new_msg}"
-        case Category.NEW_TEST | Category.FLAKY if new and new.outcome is Outcome.SKIPPED:
+        case Category.NEW_TEST | Category.FLAKY if new and new.outcome is Status.SKIP:
             return f"{change.category.value}, skipped{new_msg}"
     return None
 
 
 def _regression(change: CaseChange) -> Failure:
     base, new = change.base, change.new
-    base_outcome, base_msg = (base.outcome.value, base.message) if base else ("absent", "")
-    new_outcome, new_msg, details = ((new.outcome.value, new.message, new.details) if new
+    base_outcome, base_msg = (base.outcome.junit_word, base.message) if base else ("absent", "")
+    new_outcome, new_msg, details = ((new.outcome.junit_word, new.message, new.details) if new
                                      else ("absent", change.note, ""))
     failure = Failure(xml_safe(f"regression: {base_outcome} in base, {new_outcome} in new: {new_msg}"),
                       type_="Regression")
@@ -180,8 +180,8 @@ def _message(change: CaseChange) -> str:
 
 def _category_table(c: Comparison, cat: Category) -> _Table:
     changes = c.of(cat)
-    rows = tuple((ch.suite, ch.name, ch.base.outcome.value if ch.base else "absent",
-                  ch.new.outcome.value if ch.new else "absent", _message(ch))
+    rows = tuple((ch.suite, ch.name, ch.base.outcome.junit_word if ch.base else "absent",
+                  ch.new.outcome.junit_word if ch.new else "absent", _message(ch))
                  for ch in changes[:MAX_ROWS])
     return _Table(f"{_TITLES[cat]} ({len(changes)})", ("cell", "testcase", "base", "new", "message"),
                   rows, cat.value, max(0, len(changes) - MAX_ROWS))

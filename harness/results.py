@@ -30,7 +30,7 @@ from rich.table import Table
 
 from harness.boards import read_input_text
 from harness.cache import atomic_write, sync_dir
-from harness.cell import CellResult
+from harness.cellresult import XFAIL_AS_EXPECTED, XPASS, CellResult, Mark
 from harness.checks import Status
 from harness.compare import parse_junit
 from harness.errors import EnvironmentProblem, InputError
@@ -61,6 +61,7 @@ class Provenance:
     qemu: str
 
     def as_properties(self) -> dict[str, str]:
+        """The JUnit properties: ``kernel.release``, ``kernel.source``, ``series.hash``... ``qemu``."""
         return {
             "kernel.release": self.kernel_release, "kernel.source": self.kernel_source,
             "series.hash": self.series_hash, "config.hash": self.config_hash,
@@ -131,6 +132,14 @@ def junit_bytes(xml: JUnitXml) -> bytes:
     return buffer.getvalue()
 
 
+def single_suite(suite: TestSuite) -> bytes:
+    """A ``<testsuites>`` document holding only ``suite``, as :func:`junit_bytes`."""
+    xml = JUnitXml("cma-harness")
+    xml.add_testsuite(suite)
+    xml.update_statistics()
+    return junit_bytes(xml)
+
+
 # JUnit <error> types: the guest misbehaved (a verdict on the kernel), or the host
 # ended it (a verdict on the machine, worth a retry elsewhere).
 GUEST_ERROR, INFRASTRUCTURE_ERROR = "GuestError", "infrastructure"
@@ -169,8 +178,6 @@ def cell_testsuite(result: CellResult, provenance: Provenance, full_cmdline: str
     props = {"board": result.cell.board, "cmdline": result.cell.cmdline,
              "kernel.cmdline": full_cmdline, "expect.cma": expect,
              **provenance.as_properties(), **result.properties}
-    if result.boot_seconds is not None:
-        props["boot.seconds"] = f"{result.boot_seconds:.3f}"
     for key, value in props.items():
         suite.add_property(xml_safe(key), xml_safe(value))
     for check in result.checks:
@@ -200,32 +207,33 @@ def build_junit(cells: Sequence[CellResult], provenance: Provenance, full_cmdlin
 
 
 def cell_metrics(result: CellResult) -> dict[str, object]:
-    """The CMA metrics of one cell for ``metrics.json``, grouped from its properties.
+    """The CMA metrics of one cell for ``metrics.json``, from its typed fields.
 
     Shape: ``{"board", "cmdline", "status", "seconds", "boot_seconds",
     "areas": {name: {"base": "0x..", "size": bytes}}, "reserved_mib",
     "counters": {"<suite>.<before|after>.<area>.<counter>": int},
     "latency_us": {"<suite>": {"min", "median", "max", "n"}}, "xfail", "flaky"}``;
     latencies in microseconds, sizes in bytes (``reserved_mib`` in MiB).
+    Counters are those of cma-test's suite runs that read as integers.
     """
-    props = result.properties
-    areas: dict[str, dict[str, object]] = {}
+    areas: dict[str, dict[str, object]] = {a.name: {"base": f"{a.base:#x}", "size": a.size}
+                                           for a in result.areas}
     counters: dict[str, int] = {}
     latency: dict[str, dict[str, int]] = {}
-    for key, value in props.items():
-        if m := re.fullmatch(r"area\.(.+)\.(base|size)", key):
-            areas.setdefault(m.group(1), {})[m.group(2)] = value if m.group(2) == "base" else int(value)
-        elif (m := re.fullmatch(r"(cma-test\S*)/(\S+?)\.((?:before|after)\.\S+)", key)) and value.isdigit():
-            counters[f"{m.group(1)}/{m.group(2)}.{m.group(3)}"] = int(value)
-        elif (m := re.fullmatch(r"(\S+)\.latency_us\.(min|median|max|n)", key)) and value.isdigit():
-            latency.setdefault(m.group(1), {})[m.group(2)] = int(value)
+    for run in result.suites:
+        if run.path.startswith("cma-test"):
+            for when, readings in (("before", run.before), ("after", run.after)):
+                counters.update({f"{run.path}.{when}.{k}": int(v)
+                                 for k, v in readings.items() if v.isdigit()})
+        for test, stats in run.latencies().items():
+            latency.setdefault(test, {}).update(stats)
     return {
         "board": result.cell.board, "cmdline": result.cell.cmdline, "status": result.status.value,
         "seconds": round(result.seconds, 3), "boot_seconds": result.boot_seconds,
-        "reserved_mib": int(props["cma.reserved_mib"]) if props.get("cma.reserved_mib", "").isdigit()
-        else None,
+        "reserved_mib": result.cma.reserved_mib if result.cma is not None else None,
         "areas": areas, "counters": counters, "latency_us": latency,
-        "xfail": props.get("xfail.outcome"), "flaky": props.get("retry.flaky") == "true",
+        "xfail": {Mark.XFAIL: XFAIL_AS_EXPECTED, Mark.XPASS: XPASS}.get(result.mark),
+        "flaky": result.mark is Mark.FLAKY,
     }
 
 
@@ -238,8 +246,12 @@ def previous_seconds(root: Path) -> dict[str, float]:
         return {}
 
 
-def _save(path: Path, data: bytes) -> None:
-    """:func:`harness.cache.atomic_write`; an OSError becomes an EnvironmentProblem naming ``path``."""
+def save(path: Path, data: bytes) -> None:
+    """:func:`harness.cache.atomic_write`; an OSError becomes an EnvironmentProblem naming ``path``.
+
+    Raises:
+        EnvironmentProblem: ``cannot write <path>: <reason> (nothing half written was left)``.
+    """
     try:
         atomic_write(path, data)
     except OSError as exc:
@@ -248,7 +260,7 @@ def _save(path: Path, data: bytes) -> None:
 
 
 def _write_json(path: Path, data: object) -> None:
-    _save(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    save(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def point_latest(root: Path, run_id: str) -> None:
@@ -330,14 +342,14 @@ def _read_json(path: Path) -> object:
 
 
 def _cma_column(result: CellResult) -> str:
-    reserved = result.properties.get("cma.reserved_mib")
-    if reserved is None:
+    cma = result.cma
+    if cma is None:
         return "?"
-    if "cma.failed_mib" in result.properties:
-        return f"failed ({result.properties['cma.failed_mib']} MiB)"
-    if reserved == "0":
+    if cma.failed_mib is not None:
+        return f"failed ({cma.failed_mib} MiB)"
+    if cma.reserved_mib == 0:
         return "none"
-    return f"{reserved} MiB @ {result.properties.get('cma.base', '?')}"
+    return f"{cma.reserved_mib} MiB @ {f'{cma.base:#x}' if cma.base is not None else '?'}"
 
 
 def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Path | None) -> None:
@@ -351,10 +363,10 @@ def print_summary(cells: Sequence[CellResult], out: RichConsole, results_dir: Pa
         skipped = sum(c.status is Status.SKIP for c in r.checks)
         bad = next((c for c in r.checks if c.status in (Status.FAIL, Status.ERROR)), None)
         verdict = f"[{style[r.status]}]{r.status.value.upper()}[/]"
-        if r.properties.get("xfail.outcome") == "failed as expected":
+        if r.mark is Mark.XFAIL:
             verdict = "[yellow]XFAIL[/]"
-        elif r.properties.get("retry.flaky") == "true":
-            verdict = f"[yellow]FLAKY ({r.properties.get('retry.attempts')} attempts)[/]"
+        elif r.mark is Mark.FLAKY:
+            verdict = f"[yellow]FLAKY ({r.attempts} attempts)[/]"
         table.add_row(
             r.cell.name, verdict,
             f"{passed}/{len(r.checks) - skipped}" + (f" ({skipped} skipped)" if skipped else ""),
@@ -503,11 +515,12 @@ class ResultsDir:
                 data = source.read_bytes()
             except OSError as exc:
                 raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
-            _save(copy, data)
+            save(copy, data)
         _write_json(self.partial / "run.json", {"run_id": self.run_id,
                                                 "timestamp": self.timestamp.isoformat(), **info})
 
     def log_path(self, slug: str) -> Path:
+        """Where the console log of the cell ``slug`` is written: ``logs/<slug>.log``."""
         return self.logs / f"{slug}.log"
 
     def write_cell(self, slug: str, suite: TestSuite, metrics: dict[str, object] | None = None) -> Path:
@@ -522,13 +535,10 @@ class ResultsDir:
         Raises:
             EnvironmentProblem: a file cannot be written (no partial file is left).
         """
-        xml = JUnitXml("cma-harness")
-        xml.add_testsuite(suite)
-        xml.update_statistics()
         if metrics is not None:
             _write_json(self.cells / f"{slug}.json", metrics)
         path = self.cells / f"{slug}.xml"
-        _save(path, junit_bytes(xml))
+        save(path, single_suite(suite))
         return path
 
     def finish(self, order: Sequence[str], cells: Sequence[CellResult]) -> Path:
@@ -555,7 +565,7 @@ class ResultsDir:
                 metrics[slug] = _read_json(mfile)
         xml.update_statistics()
         _write_json(self.partial / "metrics.json", metrics)
-        _save(self.partial / "junit.xml", junit_bytes(xml))
+        save(self.partial / "junit.xml", junit_bytes(xml))
         self.partial.rename(self.final)
         sync_dir(self.root)
         for c in cells:

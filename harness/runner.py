@@ -24,7 +24,8 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from harness.cell import CellResult, allow_guests, kill_all_guests
+from harness.cell import allow_guests, kill_all_guests
+from harness.cellresult import CellResult, Mark
 from harness.checks import CheckResult, Status
 from harness.matrix import Cell
 
@@ -38,10 +39,15 @@ class Job:
     run: Callable[[Path], CellResult]
 
 
-def skipped_result(cell: Cell, log: Path) -> CellResult:
-    """The result of a cell the matrix marks ``skip``: one skipped check, no boot."""
-    log.write_text(f"not booted: skip = {cell.skip!r} in the matrix\n")
+def skip_result(cell: Cell, log: Path) -> CellResult:
+    """The result of a cell the matrix marks ``skip``: one skipped check, no boot (writes nothing)."""
     return CellResult(cell, [CheckResult("boot", Status.SKIP, f"skipped: {cell.skip}")], log, 0.0)
+
+
+def skipped_result(cell: Cell, log: Path) -> CellResult:
+    """:func:`skip_result`, with a one-line ``log`` saying the cell was not booted."""
+    log.write_text(f"not booted: skip = {cell.skip!r} in the matrix\n")
+    return skip_result(cell, log)
 
 
 def apply_xfail(result: CellResult) -> CellResult:
@@ -54,16 +60,13 @@ def apply_xfail(result: CellResult) -> CellResult:
     reason = result.cell.xfail
     if not reason:
         return result
-    bad = (Status.FAIL, Status.ERROR)
-    if any(c.status in bad for c in result.checks):
+    if any(c.status.bad for c in result.checks):
         checks = [replace(c, status=Status.SKIP, message=f"expected failure ({reason}): {c.message}")
-                  if c.status in bad else c for c in result.checks]
-        props = {**result.properties, "xfail": reason, "xfail.outcome": "failed as expected"}
-    else:
-        checks = [*result.checks, CheckResult(
-            "xfail", Status.FAIL, f"passed although marked xfail ({reason}): remove the mark")]
-        props = {**result.properties, "xfail": reason, "xfail.outcome": "xpass"}
-    return replace(result, checks=checks, properties=props)
+                  if c.status.bad else c for c in result.checks]
+        return replace(result, checks=checks, mark=Mark.XFAIL)
+    checks = [*result.checks, CheckResult(
+        "xfail", Status.FAIL, f"passed although marked xfail ({reason}): remove the mark")]
+    return replace(result, checks=checks, mark=Mark.XPASS)
 
 
 class CellProgress:
@@ -123,21 +126,19 @@ def with_retries(job: Job, retries: int) -> CellResult:
     result = job.run(job.log)
     attempt = 1
     first_failure = ""
-    while result.status in (Status.FAIL, Status.ERROR) and attempt <= retries and not job.cell.xfail:
-        bad = next(c for c in result.checks if c.status in (Status.FAIL, Status.ERROR))
+    while result.status.bad and attempt <= retries and not job.cell.xfail:
+        bad = next(c for c in result.checks if c.status.bad)
         first_failure = first_failure or f"{bad.name}: {bad.message}"
         job.log.rename(job.log.with_name(f"{job.log.stem}.attempt{attempt}.log"))
         attempt += 1
         result = job.run(job.log)
     if attempt == 1:
         return result
-    props = {**result.properties, "retry.attempts": str(attempt)}
-    if result.status in (Status.PASS, Status.SKIP):
-        props["retry.flaky"] = "true"
+    if not result.status.bad:
         checks = [*result.checks, CheckResult(
             "flaky", Status.SKIP, f"passed on attempt {attempt} after failing: {first_failure}")]
-        return replace(result, checks=checks, properties=props)
-    return replace(result, properties=props)
+        return replace(result, checks=checks, mark=Mark.FLAKY, attempts=attempt)
+    return replace(result, mark=Mark.RETRIED, attempts=attempt)
 
 
 def estimated_seconds(cell: Cell, previous: dict[str, float]) -> float:

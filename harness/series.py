@@ -143,20 +143,6 @@ def _rejected_hunks(tree: Path, patch_output: str) -> str:
     return "\n".join(texts)
 
 
-def apply_series(series: Series, tree: Path) -> None:
-    """Apply every patch of ``series`` to the source ``tree`` in order.
-
-    The tree is a scratch copy: on failure the caller discards it, so the
-    failing patch is applied for real to leave ``.rej`` files to quote.
-
-    Raises:
-        PatchError: the first patch that does not apply; the message names the
-            patch and the failing hunks, ``detail`` holds the rejected hunks.
-    """
-    for patch in series.patches:
-        _apply_one(patch, patch.path, tree)
-
-
 _PATCH = ["patch", "--batch", "--fuzz=0", "--no-backup-if-mismatch"]
 
 

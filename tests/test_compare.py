@@ -14,7 +14,6 @@ from harness.compare import (
     Category,
     Comparison,
     MetricRule,
-    Outcome,
     classify,
     compare_paths,
     exit_status,
@@ -23,6 +22,7 @@ from harness.compare import (
     rules_from_args,
 )
 from harness.errors import InputError
+from harness.outcome import Status
 from harness.report import merge, merge_paths, render_html, render_markdown, write_reports
 
 JUNIT = Path(__file__).parent / "fixtures" / "junit"
@@ -66,7 +66,7 @@ def test_identical_runs_compare_clean(tmp_path: Path) -> None:
 def test_mixed_run_classifies_every_edit(mixed: Comparison) -> None:
     assert keys(mixed.regressions) == [(DEFAULT, "cma-test/migrate/moved-pages-intact"),
                                        (DEFAULT, "cma-test/dma/dma-4096")]
-    assert [r.new.outcome for r in mixed.regressions if r.new] == [Outcome.ERROR, Outcome.FAILURE]
+    assert [r.new.outcome for r in mixed.regressions if r.new] == [Status.ERROR, Status.FAIL]
     assert keys(mixed.new_failures) == [(DEFAULT, "cma-test/dma/dma-16384")]
     assert keys(mixed.new_tests) == [(DEFAULT, "cma-test/dma/dma-8192")] + [(LOTS, n) for n in SMALL_CELL]
     assert keys(mixed.removed) == ([(DEFAULT, "cma-test/replay/03-churn.seq")]
@@ -114,29 +114,53 @@ def test_flaky_cell_and_testcase_markers() -> None:
     assert exit_status(c) == 1
 
 
-def _case(outcome: Outcome, flaky: bool = False) -> CaseResult:
+def _case(outcome: Status, flaky: bool = False) -> CaseResult:
     return CaseResult("s", "t", outcome, flaky=flaky)
 
 
 @pytest.mark.parametrize(("base", "new", "expected"), [
-    (Outcome.PASSED, Outcome.FAILURE, Category.REGRESSION),
-    (Outcome.PASSED, Outcome.ERROR, Category.REGRESSION),
-    (Outcome.ERROR, Outcome.PASSED, Category.FIX),
-    (Outcome.FAILURE, Outcome.ERROR, Category.STILL_FAILING),
-    (Outcome.SKIPPED, Outcome.FAILURE, Category.NEW_FAILURE),
-    (None, Outcome.ERROR, Category.NEW_FAILURE),
-    (None, Outcome.SKIPPED, Category.NEW_TEST),
-    (Outcome.FAILURE, None, Category.REMOVED),
-    (Outcome.PASSED, Outcome.SKIPPED, Category.SKIPPED),
-    (Outcome.SKIPPED, Outcome.PASSED, Category.UNCHANGED_PASS),
+    (Status.PASS, Status.FAIL, Category.REGRESSION),
+    (Status.PASS, Status.ERROR, Category.REGRESSION),
+    (Status.ERROR, Status.PASS, Category.FIX),
+    (Status.FAIL, Status.ERROR, Category.STILL_FAILING),
+    (Status.SKIP, Status.FAIL, Category.NEW_FAILURE),
+    (None, Status.ERROR, Category.NEW_FAILURE),
+    (None, Status.SKIP, Category.NEW_TEST),
+    (Status.FAIL, None, Category.REMOVED),
+    (Status.PASS, Status.SKIP, Category.SKIPPED),
+    (Status.SKIP, Status.PASS, Category.UNCHANGED_PASS),
 ])
-def test_classify_table(base: Outcome | None, new: Outcome | None, expected: Category) -> None:
+def test_classify_table(base: Status | None, new: Status | None, expected: Category) -> None:
     assert classify(_case(base) if base else None, _case(new) if new else None) is expected
 
 
+@pytest.mark.parametrize(("results", "worst"), [
+    ((), Status.PASS), (("skipped",), Status.SKIP), (("skipped", "failure"), Status.FAIL),
+    (("failure", "skipped"), Status.FAIL), (("failure", "error"), Status.ERROR),
+    (("error", "skipped", "failure"), Status.ERROR), (("skipped", "skipped"), Status.SKIP),
+])
+def test_a_testcase_is_its_worst_result_element(tmp_path: Path, results: tuple[str, ...],
+                                                worst: Status) -> None:
+    """error > failure > skipped > passed (not Status.rank: a skipped element beats a pass)."""
+    elements = "".join(f'<{tag} message="{tag} #{i}"/>' for i, tag in enumerate(results))
+    file = tmp_path / "one.xml"
+    file.write_text(f'<testsuites><testsuite name="s"><testcase name="t">{elements}</testcase>'
+                    "</testsuite></testsuites>")
+    case = load_run(file).cases[("s", "t")]
+    assert case.outcome is worst
+    if results:
+        assert case.message == f"{worst.junit_word} #{results.index(worst.junit_word)}"  # the first worst
+
+
+def test_reports_keep_the_junit_words(mixed: Comparison) -> None:
+    assert [s.junit_word for s in Status] == ["passed", "failure", "error", "skipped"]
+    assert [r.reason for r in mixed.regressions] == ["passed -> error", "passed -> failure"]
+    assert "| passed | failure |" in render_markdown(mixed)
+
+
 def test_classify_flaky_pass_but_not_flaky_failure() -> None:
-    assert classify(_case(Outcome.FAILURE), _case(Outcome.PASSED, flaky=True)) is Category.FLAKY
-    assert classify(_case(Outcome.PASSED), _case(Outcome.FAILURE, flaky=True)) is Category.REGRESSION
+    assert classify(_case(Status.FAIL), _case(Status.PASS, flaky=True)) is Category.FLAKY
+    assert classify(_case(Status.PASS), _case(Status.FAIL, flaky=True)) is Category.REGRESSION
 
 
 # -- metric deltas -------------------------------------------------------------------------------

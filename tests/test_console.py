@@ -14,11 +14,11 @@ from harness.console import Budget, Console, ConsoleTimeout, GuestGone
 
 
 class FakeChild:
-    """Stands in for pexpect.spawn: hands out scripted chunks, answers sent commands.
+    """Stands in for pexpect.spawn: hands out scripted chunks, answers sent steps.
 
-    ``answer(child, marker, command)`` returns the chunks the guest prints for a command;
-    :meth:`begin` and :meth:`end` are what the shell prints for the markers of the line
-    last sent, as the protocol in use has it.
+    ``answer(child, step_id, command)`` returns the chunks the guest prints for a step;
+    :meth:`begin` and :meth:`end` are what the shell prints for the markers of a step,
+    as :mod:`harness.script` has them.
     """
 
     def __init__(self, chunks: list[bytes],
@@ -27,6 +27,9 @@ class FakeChild:
         self.answer = answer
         self.sent: list[bytes] = []
         self.eof_when_empty = False
+        self.nonce = ""
+        self.uptime = 1.0
+        self.typing = b""
 
     def read_nonblocking(self, size: int, timeout: float) -> bytes:
         if self.chunks:
@@ -36,25 +39,35 @@ class FakeChild:
         raise pexpect.TIMEOUT("quiet")
 
     def send(self, data: bytes) -> int:
+        """Like the tty: a burst that does not end the line is echoed; a whole line is answered."""
+        self.typing += data
+        if not data.endswith(b"\n"):
+            self.chunks.append(data)
+            return len(data)
+        data, self.typing = self.typing, b""
         self.sent.append(data)
         text = data.decode()
-        m = re.match(r"\w+ [^;]*'(\w+)''(\w+)'[^;]*; (.*); \w+ [^;]*'\w+''\w+'[^;]*\$\?\n", text)
+        m = re.match(r"read -r u _ </proc/uptime; printf '\\n@@%s begin %s %s %s\\n' (\w+) \w+ \"([^\"]+)\" "
+                     r"\"\$\{u:-0\}\"; (.*); (?:s=\$\?|fi); read -r u _ </proc/uptime; "
+                     r"printf '\\n@@%s end", text)
+        if m:
+            self.nonce = m.group(1)
         if m and m.group(3) == "true":  # wait_for_shell's first round trip
-            marker = m.group(1) + m.group(2)
-            self.chunks.append(text.encode() + self.begin(marker) + self.end(marker))
+            self.chunks.append(text.encode() + self.begin(m.group(2)) + self.end(m.group(2)))
         elif m and self.answer:
-            self.chunks += self.answer(self, m.group(1) + m.group(2), m.group(3))
+            self.chunks += self.answer(self, m.group(2), m.group(3))
         return len(data)
 
     def _marker_line(self, text: str) -> bytes:
-        # printf '\n%sB\n' prints a newline before the marker; echo does not.
-        return (("\r\n" if self.sent[-1].startswith(b"printf") else "") + text + "\r\n").encode()
+        self.uptime += 0.25
+        # printf '\n...' prints a newline before the marker.
+        return f"\r\n@@{self.nonce} {text} {self.uptime:.2f}\r\n".encode()
 
-    def begin(self, marker: str) -> bytes:
-        return self._marker_line(f"{marker}B")
+    def begin(self, step_id: str, kind: str = "command") -> bytes:
+        return self._marker_line(f"begin {kind} {step_id}")
 
-    def end(self, marker: str, status: int = 0) -> bytes:
-        return self._marker_line(f"{marker}E {status}")
+    def end(self, step_id: str, status: int = 0) -> bytes:
+        return self._marker_line(f"end {step_id} {status}")
 
 
 BOOT = [b"[    0.000000] Booting Linux\r\n", b"cma-harness: init ready (6.1.0)\r\n"]
@@ -70,8 +83,8 @@ def test_run_returns_output_and_status_despite_interleaved_kernel_lines() -> Non
         # The shell echoes the typed line, then the output arrives split, with a
         # kernel record landing inside the end marker.
         end = child.end(marker)
-        cut = end.index(marker.encode()) + 3
-        return [f"printf '\\n%sB\\n' '{marker[:5]}''{marker[5:]}'; {cmd}; printf ...\r\n".encode(),
+        cut = end.index(child.nonce.encode()) + 3
+        return [child.sent[-1].replace(b"\n", b"\r\n"),
                 child.begin(marker) + b"CmaTotal:  32768 kB\r\n" + end[:cut],
                 b"[    3.141592] WARNING: CPU: 0 PID: 9 at mm/cma.c:1 f+0x0/0x4\r\n",
                 end[cut:] + b"cma-harness# "]
@@ -95,7 +108,7 @@ def test_nonzero_status_and_output_without_trailing_newline() -> None:
 
 
 def test_echo_of_the_typed_command_never_matches() -> None:
-    # Only the echo arrives (the command hangs): the quoted marker must not match.
+    # Only the echo arrives (the command hangs): the marker's format string must not match.
     child = FakeChild(BOOT, lambda ch, m, c: [ch.sent[-1].replace(b"\n", b"\r\n")])
     console, _ = _console(child)
     console.wait_for_shell(Budget(5))
@@ -134,7 +147,7 @@ def test_output_ending_like_a_kernel_record_cannot_swallow_the_end_marker() -> N
 def test_garbage_bytes_on_the_console_keep_the_dialogue_in_step() -> None:
     """Random bytes, ANSI escapes, NULs, CRs, invalid UTF-8, a fake prompt and fake markers."""
     junk = random.Random(1).randbytes(4096)
-    junk += b"\x1b[2J\x00\r\xff\xfe\xc0 cma-harness# \n0123456789E 0\n0123456789B\n\x1b[0m"
+    junk += b"\x1b[2J\x00\r\xff\xfe\xc0 cma-harness# \n@@0123456789 end x 0 1.0\n@@%s begin x y 0\n\x1b[0m"
 
     def answer(child: FakeChild, marker: str, cmd: str) -> list[bytes]:
         if cmd == "noise":  # between two commands: before the next one's begin marker
@@ -178,3 +191,61 @@ def test_commands_with_control_characters_are_refused(char: str) -> None:
     console, _ = _console(FakeChild(BOOT))
     with pytest.raises(ValueError, match="control character"):
         console.run(f"cma-debugfs-probe x{char}y 64", Budget(1))
+
+
+class TimedChild(FakeChild):
+    """Records the read timeouts (the budget left) the console asks for."""
+
+    def __init__(self, chunks: list[bytes], answer: Callable[[FakeChild, str, str], list[bytes]]) -> None:
+        super().__init__(chunks, answer)
+        self.timeouts: list[float] = []
+
+    def read_nonblocking(self, size: int, timeout: float) -> bytes:
+        self.timeouts.append(timeout)
+        return super().read_nonblocking(size, timeout)
+
+
+def test_each_nested_step_gets_a_fresh_budget_of_its_kind() -> None:
+    from harness.script import BudgetKind, Budgets, Step
+
+    def answer(child: FakeChild, step_id: str, cmd: str) -> list[bytes]:
+        return [child.begin(step_id), child.begin("inner", "suite"), b"working\r\n"]
+
+    child = TimedChild(BOOT, answer)
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    with pytest.raises(ConsoleTimeout) as hung:
+        console.run_step(Step("loop", "for a in x; do ...; done", BudgetKind.COMMAND),
+                         Budgets(command=2.0, suite=120.0))
+    assert hung.value.step == "inner" and hung.value.seconds == pytest.approx(120.0)
+    assert child.timeouts[-1] > 100  # the suite's budget, not the command's
+    assert str(hung.value) == "no answer from the guest within 120s"
+
+
+def test_a_step_skipped_by_its_guard_ends_with_no_status() -> None:
+    from harness.script import Budgets, Step
+
+    child = FakeChild(BOOT, lambda ch, s, c: [ch.begin(s) + ch._marker_line(f"end {s} -")])
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    record = console.run_step(Step("guarded", "cma-test areas", when="cmah_dev"), Budgets())
+    assert record.skipped and record.output == ""
+
+
+def test_a_long_line_is_typed_in_bursts_each_after_the_echo_of_the_last() -> None:
+    """QEMU's exynos4210 UART drops input beyond its 256-byte FIFO: never more than CHUNK at once."""
+    from harness.console import CHUNK
+
+    child = FakeChild(BOOT, lambda ch, m, c: [ch.begin(m) + b"ok\r\n" + ch.end(m)])
+    bursts: list[bytes] = []
+    send = child.send
+
+    def recording(data: bytes) -> int:
+        bursts.append(data)
+        return send(data)
+
+    child.send = recording  # type: ignore[method-assign]
+    console, _ = _console(child)
+    console.wait_for_shell(Budget(5))
+    assert console.run("echo " + "x" * 1000, Budget(5)).output == "ok\n"
+    assert max(len(b) for b in bursts) <= CHUNK and len(bursts) > 6

@@ -127,9 +127,9 @@ def test_harness_sigkilled_mid_run_keeps_its_cells_and_resume_completes(tmp_path
 # --- Faults inside the guest, on real boots --------------------------------------------------------
 #
 # The guest is hurt through the harness's own dialogue: ``_faulty_main`` runs the real
-# ``cma-harness run`` in a subprocess with ``Console.run`` wrapped, so that in one cell (named by
-# its cmdline) chosen commands carry a little extra shell.  No line of the harness changes; the
-# guest does the damage itself, as a buggy driver or program would.
+# ``cma-harness run`` in a subprocess with ``Console.run_step`` wrapped, so that in one cell (named by
+# its cmdline) chosen steps of the cell script carry a little extra shell.  No line of the harness
+# changes; the guest does the damage itself, as a buggy driver or program would.
 
 FAULT_ENV, TARGET_ENV = "CMA_HARNESS_TEST_FAULT", "CMA_HARNESS_TEST_FAULT_CELL"
 TARGET = "cma=48M"
@@ -148,31 +148,36 @@ def _faulty_main(argv: list[str]) -> int:
 
     ``sysrq``: while the cell's ``migrate`` suite runs, the guest writes ``c`` to
     /proc/sysrq-trigger (a real kernel panic; ``panic=-1`` makes QEMU exit).
-    ``garbage``: the guest writes the garbage to its console between two commands (by a command
+    ``garbage``: the guest writes the garbage to its console between two steps (by a command
     typed with no markers around it) and at the end of the output of ``cat /proc/meminfo`` and
     of the ``alloc-free`` suite (which keeps its exit status).
     """
+    from dataclasses import replace
+
     from harness import cli
-    from harness.console import Budget, CommandResult, Console
+    from harness.console import Budget, Console
+    from harness.script import Budgets, Step
+    from harness.transcript import StepRecord
 
     fault, target = os.environ[FAULT_ENV], os.environ[TARGET_ENV]
-    original = Console.run
+    original = Console.run_step
 
-    def run(self: Console, command: str, budget: Budget) -> CommandResult:
+    def run_step(self: Console, step: Step, budgets: Budgets) -> StepRecord:
         args = [str(a) for a in self.child.args]
+        command = step.command
         if target not in args[args.index("-append") + 1].split():
-            return original(self, command, budget)
+            return original(self, step, budgets)
         if fault == "sysrq" and command == "cma-test suite migrate":
             command = f"(sleep 2; echo c > /proc/sysrq-trigger) & {command}"
         elif fault == "garbage" and command == "cat /proc/meminfo":
-            original(self, MAKE_GARBAGE, budget)
+            self.run(MAKE_GARBAGE, Budget(budgets.command))
             self.child.send(b"cat /tmp/g > /dev/console\n")
             command = f"{command}; cat /tmp/g"
         elif fault == "garbage" and command == "cma-test suite alloc-free":
             command = f"{command}; s=$?; cat /tmp/g; (exit $s)"
-        return original(self, command, budget)
+        return original(self, replace(step, command=command), budgets)
 
-    setattr(Console, "run", run)  # noqa: B010 (mypy: assigning to a method)
+    setattr(Console, "run_step", run_step)  # noqa: B010 (mypy: assigning to a method)
     return cli.main(argv)
 
 

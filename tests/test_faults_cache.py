@@ -125,17 +125,18 @@ def _published(stdout: str) -> Path:
 # 1. The results disk fills up mid-run.
 
 # A tmpfs counts whole 4 KiB pages.  run.json, matrix.toml and the board copy take 3;
-# a finished cell of this matrix about 16: its console log (~26 KB, 7 pages),
-# cells/<slug>.json (1) and cells/<slug>.xml (~30 KB: the log again, 8 pages).  100 KiB
-# (25 pages) holds the first cell with 6 to spare, then the disk fills while the second
-# cell's guest is writing its console log; 120 KiB (30 pages) holds its log and .json,
-# and fills with its cells/<slug>.xml.
-DISKS = {"console log": ("100k", "logs"), "cell file": ("120k", "cells")}
+# a finished cell of this matrix about 19: its console log (~26 KB, 7 pages), its job and
+# typed result beside it (logs/<slug>.job.json, .result.json: 1 each), cells/<slug>.json
+# (1) and cells/<slug>.xml (~30 KB: the log again, 8 pages).  100 KiB (25 pages) holds the
+# first cell, then the disk fills while the second cell's guest is writing its console
+# log; 136 KiB (34 pages) holds its log, and fills with one of the files written after it.
+DISKS = {"console log": ("100k", (".log",)),
+         "cell file": ("136k", (".job.json", ".result.json", ".json", ".xml"))}
 
 
 @pytest.fixture(params=list(DISKS.values()), ids=list(DISKS))
-def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, str]]:
-    """A tmpfs of DISKS' size, mounted in ``tmp_path``; and the directory it fills in."""
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """A tmpfs of DISKS' size, mounted in ``tmp_path``; and the endings of the file it fills on."""
     size, fills = request.param
     mount = tmp_path / "disk"
     mount.mkdir()
@@ -151,7 +152,7 @@ def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple
 
 
 def test_disk_full_mid_run_stops_with_one_error_and_resume_completes(
-        tmp_path: Path, small_disk: tuple[Path, str]) -> None:
+        tmp_path: Path, small_disk: tuple[Path, tuple[str, ...]]) -> None:
     disk, fills = small_disk
     root = disk / "res"
     run = Watched([*CLI, "run", "-j1", "-m", str(_matrix(tmp_path)), "-o", str(root)])
@@ -167,7 +168,8 @@ def test_disk_full_mid_run_stops_with_one_error_and_resume_completes(
     # Every finished cell is on disk, whole; nothing is published, nothing half written.
     [partial] = root.glob(".*.partial")
     written = m.group(1) if (m := re.search(r"cannot write (\S+): ", errors[0])) else ""
-    assert Path(written).parent == partial / fills, errors
+    assert Path(written).parent in (partial / "logs", partial / "cells"), errors
+    assert Path(written).name.endswith(fills), errors
     assert f"'cma-harness run --resume {partial}' completes the run" in stderr
     assert sorted(p.name for p in root.iterdir()) == [partial.name]
     assert not [p for p in partial.rglob("*") if p.name.endswith(".tmp")]

@@ -161,6 +161,37 @@ def test_cli_run_writes_junit_and_summary(tmp_path: Path) -> None:
         assert_valid_junit(junit)  # junit-10.xsd, and the same totals by every reader
 
 
+def _cases(junit: Path) -> list[tuple[str, str, str]]:
+    """(testcase, result kind or "pass", message) of every testcase, in order."""
+    out = []
+    for suite in JUnitXml.fromfile(str(junit)):
+        for case in suite:
+            kind = type(case.result[0]).__name__.lower() if case.result else "pass"
+            out.append((case.name, kind, case.result[0].message or "" if case.result else ""))
+    return out
+
+
+def test_a_runs_cell_job_reruns_with_cell_and_its_log_rejudges_to_the_same_testcases(tmp_path: Path) -> None:
+    """The job a run kept runs again with ``cell``; ``judge`` of the run's log gives its testsuite."""
+    run = subprocess.run([*CLI, "run", "-m", str(A9_MATRIX), "--cmdline", "cma=64M",
+                          "-o", str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    logs, slug = tmp_path / "r" / "latest" / "logs", "vexpress-a9_cma=64M"
+    live = _cases(tmp_path / "r" / "latest" / "cells" / f"{slug}.xml")
+    assert len(live) > 20 and all(kind in ("pass", "skipped") for _, kind, _ in live)
+    again = subprocess.run([*CLI, "cell", str(logs / f"{slug}.job.json"), "-o", str(tmp_path / "c")],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert [(n, k) for n, k, _ in _cases(tmp_path / "c" / f"{slug}.xml")] == [(n, k) for n, k, _ in live]
+    judged = subprocess.run([*CLI, "judge", str(logs / f"{slug}.log"),
+                             "--job", str(logs / f"{slug}.job.json"),
+                             "--result", str(logs / f"{slug}.result.json"), "-o", str(tmp_path / "j.xml")],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert judged.returncode == 0, judged.stdout[-2000:] + judged.stderr[-2000:]
+    assert _cases(tmp_path / "j.xml") == live
+    assert_valid_junit(tmp_path / "j.xml")
+
+
 def _suites(junit: Path) -> dict[str, dict[str, Any]]:
     """{cell: {testcase: case}} plus the cell's properties under the key ``"@props"``."""
     out: dict[str, dict[str, Any]] = {}

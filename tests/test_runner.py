@@ -130,6 +130,8 @@ def test_interrupted_run_keeps_finished_cells_for_resume(tmp_path: Path) -> None
     import datetime as dt
     import json
 
+    from harness.cellresult import AreaInfo, CmaFacts, SuiteRun
+    from harness.checks import Measurement
     from harness.errors import InputError
     from harness.results import cell_metrics
 
@@ -139,10 +141,11 @@ def test_interrupted_run_keeps_finished_cells_for_resume(tmp_path: Path) -> None
     run_dir.write_provenance({"invocation": {"kernel_src": "k", "series": "s"}}, [], matrix_file)
     cell = Cell("vexpress-a9", "cma=32M")
     result = _result(cell, run_dir.log_path(cell.slug), Status.PASS)
-    result.properties.update({"area.reserved.base": "0x7e000000", "area.reserved.size": "33554432",
-                              "cma-test/alloc-free.latency_us.median": "298",
-                              "cma-test/alloc-free.after.reserved.alloc_pages_fail": "3",
-                              "cma.reserved_mib": "32"})
+    result.areas = (AreaInfo("reserved", 0x7E000000, 33554432),)
+    median = Measurement("cma-test/alloc-free", "latency_us.median", "298")
+    result.suites = (SuiteRun("cma-test/alloc-free", 1.0, after={"reserved.alloc_pages_fail": "3"},
+                              measurements=(median,)),)
+    result.cma = CmaFacts(32)
     suite = cell_testsuite(result, PROV, "", dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
     run_dir.write_cell(cell.slug, suite, cell_metrics(result))
     # The process dies here: the partial directory stays, with the finished cell.

@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InputError, PatchError
-from harness.series import apply_series, parse_series
+from harness.series import init_series_state, parse_series, switch_series
 
 
 def _tree(fixtures: Path, tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     shutil.copytree(fixtures / "series" / "tree", tree)
+    init_series_state(tree)
     return tree
 
 
@@ -19,7 +20,7 @@ def test_good_series_applies(fixtures: Path, tmp_path: Path) -> None:
     series = parse_series(fixtures / "series" / "good" / "series")
     assert [p.name for p in series.patches] == ["0001-dma-contiguous-remember-that-cma-was-given.patch"]
     tree = _tree(fixtures, tmp_path)
-    apply_series(series, tree)
+    assert switch_series(series, tree) == (0, 1)
     assert "static bool cmdline_seen __initdata;" in (tree / "kernel/dma/contiguous.c").read_text()
 
 
@@ -27,7 +28,7 @@ def test_bad_series_names_the_patch_and_the_hunk(fixtures: Path, tmp_path: Path)
     series = parse_series(fixtures / "series" / "bad" / "series")
     tree = _tree(fixtures, tmp_path)
     with pytest.raises(PatchError) as exc:
-        apply_series(series, tree)
+        switch_series(series, tree)
     assert "0001-dma-contiguous-remember-that-cma-was-given.patch does not apply" in str(exc.value)
     assert "Hunk #1 FAILED" in str(exc.value)
     assert "+static bool cmdline_seen __initdata;" in exc.value.detail
