@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from harness import paths
+from harness import debsrc, paths
 from harness.cache import cache_root, collect_stale, digest, file_digest, publish_dir
 from harness.errors import BuildError, ConfigError, EnvironmentProblem, InputError
 from harness.integrity import discard_corrupt, manifest_problems, write_manifest
@@ -46,7 +46,8 @@ CROSS_COMPILE = "arm-linux-gnueabihf-"
 RECIPE_VERSION = "3"  # bump when the way artifacts are produced changes
 # The kernel's own selftests the guest runs (rootfs.SELFTESTS), kept with each build.
 SELFTEST_DIRS = ("dmabuf-heaps",)
-# Debian's linux-source-X.Y packages install_debian_source() may install with apt.
+# Debian's linux-source-X.Y packages install_debian_source() installs with apt (others
+# come from unstable into the cache, installing nothing: harness.debsrc).
 DEBIAN_SOURCES = ("6.1", "6.12")
 HOST_TOOLS = ("make", "patch", "tar", "flex", "bison", "bc", "perl", "dtc", "ccache")
 
@@ -194,28 +195,32 @@ def _tarball_version(path: Path) -> str | None:
     return _makefile_version(out.stdout)
 
 
-def install_debian_source(path: Path, progress: Progress) -> None:
-    """Install Debian's ``linux-source-X.Y`` package if ``path`` is its missing tarball.
+def install_debian_source(path: Path, progress: Progress) -> Path:
+    """The kernel tarball to use for ``--kernel-src path``: Debian's, fetched if missing.
 
-    ``/usr/src/linux-source-6.12.tar.xz`` comes from bookworm-backports;
-    ``scripts/install-deps.sh --kernel-source 6.12`` does the apt work.
+    ``/usr/src/linux-source-X.Y.tar.xz`` that does not exist is Debian's
+    ``linux-source-X.Y``: for 6.1 and 6.12 the package is installed
+    (``scripts/install-deps.sh --kernel-source``; 6.12 from bookworm-backports);
+    any other version comes from Debian unstable into the cache, without
+    installing anything (:func:`harness.debsrc.fetch_unstable_source`).  Any
+    other ``path`` is returned as it is.
 
     Raises:
-        EnvironmentProblem: the package could not be installed.
+        InputError: unstable has no such package.
+        EnvironmentProblem: the package could not be installed or fetched.
     """
     m = re.fullmatch(r"/usr/src/linux-source-(\d+\.\d+)\.tar\.xz", str(path))
     if path.exists() or not m:
-        return
+        return path
     if m.group(1) not in DEBIAN_SOURCES:
-        raise InputError(f"{path} does not exist, and the harness installs only Debian's "
-                         f"{', '.join('linux-source-' + v for v in DEBIAN_SOURCES)}: install it "
-                         "yourself or pass a kernel tree")
+        return debsrc.fetch_unstable_source(m.group(1), progress)
     progress(f"{path} is missing: installing Debian's linux-source-{m.group(1)}")
     result = subprocess.run(["bash", str(paths.INSTALL_DEPS), "--kernel-source",
                              m.group(1)], capture_output=True, text=True, check=False)
     if result.returncode != 0 or not path.exists():
         raise EnvironmentProblem(f"cannot install linux-source-{m.group(1)}: "
                                  f"{(result.stderr.strip().splitlines() or ['no output'])[0]}")
+    return path
 
 
 def resolve_source(path: Path) -> KernelSource:

@@ -282,8 +282,7 @@ def prepare(loaded: Mapping[str, Board], inputs: KernelInputs, rep: Reporter) ->
         EnvironmentProblem, PatchError, ConfigError, BuildError: see
             :func:`harness.kbuild.build_kernel` and :func:`harness.rootfs.build_initramfs`.
     """
-    kbuild.install_debian_source(inputs.source, rep)
-    source = kbuild.resolve_source(inputs.source)
+    source = kbuild.resolve_source(kbuild.install_debian_source(inputs.source, rep))
     series = with_extra_patches(parse_series(inputs.series, source.version), list(inputs.patches))
     if inputs.build_jobs < 1:
         raise InputError("--build-jobs must be at least 1")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from harness import kbuild
+from harness import debsrc, kbuild
 from harness.errors import InputError
 
 _MAKEFILE = b"VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n"
@@ -64,7 +65,20 @@ def test_relative_links_inside_the_tree_are_fine(tmp_path: Path) -> None:
     assert (tmp_path / "tree" / "scripts/dtc/include-prefixes/arm").is_symlink()
 
 
-def test_apt_runs_only_for_the_debian_sources_the_harness_knows() -> None:
-    with pytest.raises(InputError) as exc:
-        kbuild.install_debian_source(Path("/usr/src/linux-source-5.99.tar.xz"), lambda message: None)
-    assert "linux-source-6.1, linux-source-6.12" in str(exc.value)
+def test_apt_installs_only_the_debian_sources_the_harness_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other /usr/src/linux-source-X.Y is fetched from unstable as data, never installed."""
+    fetched: list[str] = []
+
+    def fetch(version: str, progress: object) -> Path:
+        fetched.append(version)
+        return Path(f"/cache/{version}")
+
+    def no_install(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(debsrc, "fetch_unstable_source", fetch)
+    monkeypatch.setattr(subprocess, "run", no_install)
+    assert kbuild.install_debian_source(Path("/usr/src/linux-source-5.99.tar.xz"),
+                                        lambda message: None) == Path("/cache/5.99")
+    assert fetched == ["5.99"]
+    assert kbuild.install_debian_source(Path("/some/tree"), lambda message: None) == Path("/some/tree")
