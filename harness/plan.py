@@ -124,24 +124,35 @@ class Artifacts:
 class PlannedCell:
     """One cell, ready to run anywhere and to be written as it finishes.
 
+    The cell, its expectation, provenance and whole kernel command line are the
+    job's (one copy of each); ``spec`` and ``artifacts`` are the same boot on this host.
+
     Attributes:
-        cell: the matrix cell (suites, area suites, required subtests, xfail/skip).
         spec: its boot: files (host paths) and the whole kernel command line.
-        expectation: the ``cma-reservation`` expectation, chosen at plan time
-            (:func:`harness.expectation.plan_expectation`: the matrix's ``expect``,
-            else the oracle's prediction).
-        provenance: the JUnit properties of its kernel and QEMU.
         artifacts: ``spec``'s files by content hash.
-        job: the same as a :class:`harness.job.CellJob`, the unit any executor runs
-            (board file text embedded, boot files by path and SHA-256).
+        job: the :class:`harness.job.CellJob`, the unit any executor runs (board file
+            text embedded, boot files by path and SHA-256, the expectation chosen at
+            plan time by :func:`harness.expectation.plan_expectation`).
     """
 
-    cell: Cell
     spec: qemu.BootSpec
-    expectation: Expectation
-    provenance: results.Provenance
     artifacts: Artifacts
     job: CellJob
+
+    @property
+    def cell(self) -> Cell:
+        """The matrix cell (suites, area suites, required subtests, xfail/skip)."""
+        return self.job.cell
+
+    @property
+    def expectation(self) -> Expectation:
+        """The ``cma-reservation`` expectation: the matrix's ``expect``, else the oracle's."""
+        return self.job.expectation
+
+    @property
+    def provenance(self) -> results.Provenance:
+        """The JUnit properties of its kernel and QEMU."""
+        return self.job.provenance
 
     @property
     def slug(self) -> str:
@@ -151,7 +162,7 @@ class PlannedCell:
     @property
     def kernel_cmdline(self) -> str:
         """The whole kernel command line the guest boots with."""
-        return self.spec.cmdline
+        return self.job.kernel_cmdline
 
 
 @dataclass(frozen=True)
@@ -385,7 +396,7 @@ def _planned(cell: Cell, ready: Prepared, provenance: results.Provenance, artifa
     job = CellJob(cell, replace(spec.board, file=None), board_toml, Artifact(spec.zimage, artifacts.zimage),
                   None if spec.dtb is None or artifacts.dtb is None else Artifact(spec.dtb, artifacts.dtb),
                   Artifact(spec.initrd, artifacts.initrd), spec.cmdline, expectation, provenance)
-    return PlannedCell(cell, spec, expectation, provenance, artifacts, job)
+    return PlannedCell(spec, artifacts, job)
 
 
 def plan_run(sel: Selection, rep: Reporter, host_check: HostCheck = preflight,

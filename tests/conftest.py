@@ -29,3 +29,12 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def kernel_tree(tmp_path: Path) -> Path:
+    """A minimal kernel tree (top Makefile of 6.1 and a Kconfig) at ``tmp_path/linux``."""
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\n")
+    (tree / "Kconfig").write_text("")
+    return tree

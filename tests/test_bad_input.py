@@ -26,6 +26,7 @@ import pytest
 from harness import boards, cli, kbuild, qemu
 from harness.boards import load_board, parse_board
 from harness.errors import InputError
+from tests.conftest import kernel_tree
 
 REPO = Path(__file__).parents[1]
 BOARD_FILE = REPO / "boards" / "vexpress-a9.toml"
@@ -339,14 +340,6 @@ def _series(tmp_path: Path, line: str, patch: bytes | None = None) -> Path:
     return directory / "series"
 
 
-def _kernel_tree(tmp_path: Path) -> Path:
-    tree = tmp_path / "linux"
-    tree.mkdir()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\n")
-    (tree / "Kconfig").write_text("")
-    return tree
-
-
 @pytest.mark.parametrize("line,patch,msg", [
     ("/etc/passwd", None, "patch /etc/passwd must be a path inside"),
     ("../../../../etc/passwd", None, "patch ../../../../etc/passwd must be a path inside"),
@@ -361,7 +354,7 @@ def test_bad_series_entries_via_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "outside.patch").write_text("--- a/x\n+++ b/x\n")
     series = _series(tmp_path, line, patch)
     monkeypatch.setattr(cli, "preflight", lambda *a, **k: None)  # the build itself stays a sentinel
-    text = one_error(["build", "--series", str(series), "--kernel-src", str(_kernel_tree(tmp_path))],
+    text = one_error(["build", "--series", str(series), "--kernel-src", str(kernel_tree(tmp_path))],
                      capsys, f"{series}:2: ")
     assert msg in text
 

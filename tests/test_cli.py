@@ -23,6 +23,7 @@ from harness.doctor import HostNotReady, Problem
 from harness.errors import InputError, PatchError
 from harness.executor import LocalExecutor
 from harness.plan import KernelInputs, RunPlan, RunRequest, Selection
+from tests.conftest import kernel_tree
 
 CPUS = os.cpu_count() or 1
 
@@ -197,21 +198,13 @@ def test_bad_jobs_and_retries(tmp_path: Path, extra: list[str], message: str,
     assert not (tmp_path / "r").exists()
 
 
-def _kernel_tree(tmp_path: Path) -> Path:
-    tree = tmp_path / "linux"
-    tree.mkdir()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\n")
-    (tree / "Kconfig").write_text("")
-    return tree
-
-
 @pytest.mark.parametrize("command", ["build", "run"])
 def test_bad_build_jobs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(cli, "preflight", lambda *a, **k: None)
     monkeypatch.setattr(qemu, "qemu_version", lambda: "QEMU 9")
     extra = ["-m", str(_matrix(tmp_path)), "-o", str(tmp_path / "r")] if command == "run" else []
-    argv = [command, "--build-jobs", "0", "--kernel-src", str(_kernel_tree(tmp_path)), *extra]
+    argv = [command, "--build-jobs", "0", "--kernel-src", str(kernel_tree(tmp_path)), *extra]
     assert cli.main(argv) == 2
     assert _errors(capsys) == ["cma-harness: error: --build-jobs must be at least 1"]
     assert not (tmp_path / "r").exists()
