@@ -7,9 +7,10 @@ died, a command failed to run) is an ``ERROR``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from harness.klog import find_problems
@@ -337,25 +338,97 @@ def ktap_checks(prefix: str, output: str,
 
 
 @dataclass(frozen=True)
-class DevArea:
-    """A CMA area as ``cma-test areas`` lists it: physical ``base`` and ``size`` in bytes."""
+class DevRange:
+    """One physical range of a CMA area as ``cma-test areas`` lists it (cma-dev ABI 2).
 
-    name: str
+    ``base`` is a physical address and ``size`` bytes; the pages are the range's
+    total and not-allocated pages.  An area has one range before Linux 6.15
+    (mm/cma.c ``struct cma_memrange`` since), and one on ARM32 in any case
+    unless hugetlb_cma made it.
+    """
+
     base: int
     size: int
     total_pages: int
     free_pages: int
 
 
+@dataclass(frozen=True)
+class DevArea:
+    """A CMA area as ``cma-test areas`` lists it: physical ``base`` and ``size`` in bytes.
+
+    ``ranges`` holds its physical ranges in listing order; empty when the
+    kernel's cma-dev predates ABI 2 (no ranges listed).
+    """
+
+    name: str
+    base: int
+    size: int
+    total_pages: int
+    free_pages: int
+    ranges: tuple[DevRange, ...] = ()
+
+
+_AREA_ROW = re.compile(r"\s*\d+\s+(\S+)\s+(0x[0-9a-f]+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
+_RANGE_ROW = re.compile(r"\s+range\s+\d+/\d+\s+(0x[0-9a-f]+)\s+(\d+)\s+(\d+)\s*$")
+_PAGE_SIZE = re.compile(r"#.*\bpage_size=(\d+)")
+
+
 def parse_cma_test_areas(output: str) -> list[DevArea]:
-    """Rows of ``cma-test areas``: ``idx name 0xBASE SIZE TOTAL FREE``."""
-    areas = []
+    """Rows of ``cma-test areas``: ``idx name 0xBASE SIZE TOTAL FREE``, each followed
+    (ABI 2) by its ``range R/N 0xBASE TOTAL FREE`` rows, sizes from the header's
+    ``page_size`` (4096 if absent)."""
+    areas: list[DevArea] = []
+    page_size = 4096
     for line in output.splitlines():
-        m = re.match(r"\s*\d+\s+(\S+)\s+(0x[0-9a-f]+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", line)
-        if m:
+        if m := _PAGE_SIZE.match(line):
+            page_size = int(m.group(1))
+        elif m := _AREA_ROW.match(line):
             areas.append(DevArea(m.group(1), int(m.group(2), 16), int(m.group(3)), int(m.group(4)),
                                  int(m.group(5))))
+        elif (m := _RANGE_ROW.match(line)) and areas:
+            rng = DevRange(int(m.group(1), 16), int(m.group(2)) * page_size, int(m.group(2)),
+                           int(m.group(3)))
+            areas[-1] = replace(areas[-1], ranges=(*areas[-1].ranges, rng))
     return areas
+
+
+def cma_dev_abi(output: str) -> int:
+    """The cma-dev ABI version ``cma-test areas`` printed (``# abi=N``); 0 if none."""
+    m = re.search(r"^# abi=(\d+)", output, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _range_problems(area: DevArea) -> list[str]:
+    """What is wrong with ``area``'s ranges: they must start at its base, not overlap,
+    and add up to its size and free pages (mirrors cma_get_size() and the debugfs
+    ``used`` count of mm/cma.c, which sum over ``cma->ranges``)."""
+    ranges = area.ranges
+    if not ranges:
+        return [f"{area.name}: no ranges listed"]
+    problems = []
+    if ranges[0].base != area.base:
+        problems.append(f"{area.name}: first range at {ranges[0].base:#x}, area base {area.base:#x}")
+    if sum(r.size for r in ranges) != area.size:
+        problems.append(f"{area.name}: ranges add up to {sum(r.size for r in ranges)} bytes, "
+                        f"area size {area.size}")
+    if sum(r.free_pages for r in ranges) != area.free_pages:
+        problems.append(f"{area.name}: ranges have {sum(r.free_pages for r in ranges)} free pages, "
+                        f"area {area.free_pages}")
+    spans = sorted((r.base, r.base + r.size) for r in ranges)
+    problems += [f"{area.name}: range at {b:#x} overlaps the one ending at {e:#x}"
+                 for (_, e), (b, _) in itertools.pairwise(spans) if b < e]
+    return problems
+
+
+def check_dev_ranges(areas: list[DevArea]) -> CheckResult:
+    """Each area cma-dev lists is made of ranges that cover it exactly (cma-dev ABI 2)."""
+    name = "cma-dev/ranges-cover-areas"
+    problems = [p for area in areas for p in _range_problems(area)]
+    if problems:
+        return CheckResult(name, Status.FAIL, "; ".join(problems))
+    counts = ", ".join(f"{a.name}: {len(a.ranges)}" for a in areas) or "no areas"
+    return CheckResult(name, Status.PASS, f"ranges per area: {counts}")
 
 
 def check_dev_areas(report: CmaBootReport, areas: list[DevArea]) -> CheckResult:
@@ -385,10 +458,11 @@ def check_alloc_in_area(area: DevArea, output: str, size: int, order: int,
     if not m:
         return CheckResult(name, Status.FAIL, "the allocation failed or printed no address", output)
     phys = int(m.group(1), 16)
-    end = area.base + area.size
-    if not (area.base <= phys and phys + size <= end):
+    spans = [(r.base, r.base + r.size) for r in area.ranges] or [(area.base, area.base + area.size)]
+    if not any(start <= phys and phys + size <= end for start, end in spans):
+        where = " or ".join(f"[{start:#x}, {end:#x})" for start, end in spans)
         return CheckResult(name, Status.FAIL,
-                           f"expected {size} bytes inside {area.name} [{area.base:#x}, {end:#x}), "
+                           f"expected {size} bytes inside {area.name} {where}, "
                            f"got phys {phys:#x}", output)
     align = page_size << order
     if phys % align:

@@ -201,8 +201,11 @@ def _cma_dev(replay: Replay, cell: Cell, report: checks.CmaBootReport, ev: Evide
                                    f"modprobe cma-dev failed (exit status {load.status})", load.output))
         return
     results.append(CheckResult("cma-dev/load", Status.PASS, "modprobe cma-dev", seconds=load.duration))
-    areas = ev.areas = checks.parse_cma_test_areas(replay.run("cma-dev-areas").output)
+    listing = replay.run("cma-dev-areas").output
+    areas = ev.areas = checks.parse_cma_test_areas(listing)
     results.append(checks.check_dev_areas(report, areas))
+    if checks.cma_dev_abi(listing) >= 2:  # ranges are listed since ABI 2
+        results.append(checks.check_dev_ranges(areas))
     ev.default_area = replay.run("default-area").status == 0
     default = next((a for a in areas if a.name == "reserved"), None)
     if default is not None and ev.default_area:

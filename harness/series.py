@@ -4,10 +4,12 @@ The series file format follows quilt: one patch file name per line, relative to
 the series file's directory, optionally followed by ``-pN``; blank lines and
 text after ``#`` are ignored.  Patches are applied with GNU ``patch`` in order.
 
-A patch that must differ between base kernels lives in a per-base directory
-beside the series file, named by the base's ``VERSION.PATCHLEVEL``
-(``6.1/0002-foo.patch``, ``6.12/0002-foo.patch``); the series names it once and
-the base's copy wins over a top-level file of the same name.
+A patch that must differ between base kernels lives in a per-version directory
+beside the series file, named by the first ``VERSION.PATCHLEVEL`` it applies to
+(``6.1/0002-foo.patch``, ``6.12/0002-foo.patch``, ``6.15/0002-foo.patch``); the
+series names it once.  For a base kernel, the copy in the newest such directory
+not newer than the base wins (6.13 takes ``6.12/``, 7.2 takes ``6.15/``), then a
+top-level file of the same name: each directory covers a range of kernels.
 
 A patch path must stay inside the series directory (no absolute path, no
 ``..`` leaving it), and every patch must be a regular file of text (UTF-8,
@@ -64,8 +66,30 @@ def _read_patch(path: Path, what: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _version_key(name: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a per-version directory name such as ``"6.15"``; None otherwise."""
+    match = re.fullmatch(r"(\d+)\.(\d+)", name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def version_dirs(series_dir: Path, base: str | None) -> list[str]:
+    """The per-version directories of ``series_dir`` that cover kernel ``base``, newest first.
+
+    ``base`` is ``"VERSION.PATCHLEVEL"`` (e.g. ``"7.2"``); a directory covers it
+    when its name is a version not newer than ``base``.  Empty when ``base``
+    is None or not a version.
+    """
+    want = _version_key(base) if base else None
+    if want is None or not series_dir.is_dir():
+        return []
+    keyed = [(key, entry.name) for entry in series_dir.iterdir()
+             if entry.is_dir() and (key := _version_key(entry.name)) is not None and key <= want]
+    return [name for _key, name in sorted(keyed, reverse=True)]
+
+
 def _patch_path(series_file: Path, word: str, base: str | None, where: str) -> Path:
-    """The file a series line names: inside the series directory, the base's copy first.
+    """The file a series line names: inside the series directory, the copy for ``base`` first
+    (see :func:`version_dirs`; only the newest directory that holds the patch counts).
 
     Raises:
         InputError: an absolute path, a path whose ``..`` leaves the series
@@ -75,11 +99,13 @@ def _patch_path(series_file: Path, word: str, base: str | None, where: str) -> P
     if os.path.isabs(rel) or rel == ".." or rel.startswith(f"..{os.sep}"):
         raise InputError(f"{where}: patch {word} must be a path inside {series_file.parent} "
                          "(no absolute path, no '..' leaving it)")
+    dirs = version_dirs(series_file.parent, base)
+    for name in dirs:
+        if os.path.lexists(series_file.parent / name / rel):
+            return series_file.parent / name / rel
     path = series_file.parent / rel
-    if base and os.path.lexists(series_file.parent / base / rel):
-        path = series_file.parent / base / rel
     if not os.path.lexists(path):
-        also = f" (nor in {base}/)" if base else ""
+        also = f" (nor in {', '.join(d + '/' for d in dirs)}, the directories for {base})" if dirs else ""
         raise InputError(f"{where}: patch {word} not found{also}")
     return path
 

@@ -263,3 +263,36 @@ def test_real_6_12_boot_prints_the_node() -> None:
     assert checks.check_cma_reservation(CmaExpectation("reserved", 64), report).status is Status.PASS
     assert checks.check_meminfo(report, checks.parse_meminfo(user)).status is Status.PASS
     assert checks.check_kernel_log(records).status is Status.PASS
+
+
+AREAS_ABI2 = """# abi=2 areas=2 max_align_order=8 page_size=4096
+idx name                 base         size         total    free
+0   reserved             0x007c000000 67108864     16384    16320
+    range 0/1 0x007c000000 16384 16320
+1   big                  0x0060000000 16777216     4096     4096
+    range 0/2 0x0060000000 2048 2048
+    range 1/2 0x0068000000 2048 2048
+"""
+
+
+def test_dev_ranges_are_parsed_and_must_cover_their_area() -> None:
+    areas = checks.parse_cma_test_areas(AREAS_ABI2)
+    assert checks.cma_dev_abi(AREAS_ABI2) == 2 and checks.cma_dev_abi(AREAS) == 1
+    assert areas[0].ranges == (checks.DevRange(0x7C000000, 64 << 20, 16384, 16320),)
+    assert [r.base for r in areas[1].ranges] == [0x60000000, 0x68000000]
+    assert checks.check_dev_ranges(areas).status is Status.PASS
+    short = AREAS_ABI2.replace("range 1/2 0x0068000000 2048 2048", "range 1/2 0x0068000000 1024 1024")
+    result = checks.check_dev_ranges(checks.parse_cma_test_areas(short))
+    assert result.status is Status.FAIL and "big: ranges add up to 12582912 bytes" in result.message
+    overlap = AREAS_ABI2.replace("0x0068000000 2048", "0x0060001000 2048")
+    assert "overlaps" in checks.check_dev_ranges(checks.parse_cma_test_areas(overlap)).message
+    assert "no ranges listed" in checks.check_dev_ranges(checks.parse_cma_test_areas(AREAS)).message
+
+
+def test_alloc_in_a_later_range_of_a_multi_range_area_passes() -> None:
+    big = checks.parse_cma_test_areas(AREAS_ABI2)[1]
+    second = "handle=1 phys=0x68000000 size=1048576 order=4 latency_us=250"
+    assert checks.check_alloc_in_area(big, second, 1 << 20, 4).status is Status.PASS
+    gap = "handle=1 phys=0x64000000 size=1048576 order=4 latency_us=250"
+    result = checks.check_alloc_in_area(big, gap, 1 << 20, 4)
+    assert result.status is Status.FAIL and "[0x60000000, 0x60800000) or" in result.message

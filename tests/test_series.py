@@ -53,12 +53,22 @@ def test_series_errors_name_file_and_line(tmp_path: Path) -> None:
         parse_series(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("base", ["6.1", "6.12"])
-def test_project_series_resolves_for_both_bases(base: str) -> None:
+@pytest.mark.parametrize(("base", "export_dir", "dts_dir"), [
+    ("6.1", "6.1", "6.1"), ("6.6", "6.1", "6.1"), ("6.12", "6.12", "6.12"), ("6.14", "6.12", "6.12"),
+    ("6.15", "6.15", "6.12"), ("7.2", "6.15", "6.12"), ("7.9", "6.15", "6.12")])
+def test_project_series_resolves_by_kernel_range(base: str, export_dir: str, dts_dir: str) -> None:
     series = parse_series(Path(__file__).parents[1] / "kernel-patches" / "series", base)
-    names = [p.name for p in series.patches]
-    assert names[0] == "0001-dma-contiguous-log-how-early_cma-read-the-cma-parame.patch"
-    assert f"{base}/0003-misc-add-cma-dev-test-device.patch" in names
+    assert [p.name for p in series.patches] == [
+        "0001-dma-contiguous-log-how-early_cma-read-the-cma-parame.patch",
+        f"{export_dir}/0002-mm-cma-export-symbols-for-test-modules.patch",
+        "0003-misc-add-cma-dev-test-device.patch",  # one cma-dev for every kernel
+        f"{dts_dir}/0004-ARM-dts-exynos-smdkv310-turn-the-MFC-regions-into-CM.patch"]
+
+
+def test_a_kernel_older_than_every_per_version_directory_gets_a_clear_error() -> None:
+    with pytest.raises(InputError, match=r"series:\d+: patch 0002-mm-cma-export-symbols-for-test-modules"
+                       r"\.patch not found$"):
+        parse_series(Path(__file__).parents[1] / "kernel-patches" / "series", "5.15")
 
 
 def test_per_base_patch_wins_for_its_base(fixtures: Path) -> None:

@@ -60,6 +60,17 @@ static void print_usage(FILE *f)
 		DEFAULT_AREA, SEQ_DIR);
 }
 
+/* One "range" row per physical range, under its area's row. */
+static void print_ranges(const struct area *a)
+{
+	u32 r;
+
+	for (r = 0; r < a->nr_ranges; r++)
+		printf("    range %u/%u 0x%010llx %llu %llu\n", r, a->nr_ranges,
+		       a->ranges[r].base, a->ranges[r].total_pages,
+		       a->ranges[r].free_pages);
+}
+
 static int cmd_areas(void)
 {
 	struct cma_dev_info info;
@@ -92,6 +103,7 @@ static int cmd_areas(void)
 		}
 		printf("%-3u %-20s 0x%010llx %-12llu %-8llu %-8llu\n", i,
 		       a.name, a.base, a.size, a.total_pages, a.free_pages);
+		print_ranges(&a);
 	}
 	close(fd);
 	return 0;

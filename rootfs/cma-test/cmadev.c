@@ -28,6 +28,28 @@ int dev_info(int fd, struct cma_dev_info *info)
 	return ioctl(fd, CMA_DEV_IOC_INFO, info) ? -errno : 0;
 }
 
+/* Fills a->ranges[] with CMA_DEV_IOC_RANGE; returns 0 or -errno. */
+static int dev_ranges(int fd, struct area *a, u32 nr_ranges)
+{
+	struct cma_dev_range req;
+	u32 i;
+
+	if (nr_ranges > MAX_RANGES)
+		return -E2BIG;
+	for (i = 0; i < nr_ranges; i++) {
+		memset(&req, 0, sizeof(req));
+		req.area = a->index;
+		req.index = i;
+		if (ioctl(fd, CMA_DEV_IOC_RANGE, &req))
+			return -errno;
+		a->ranges[i].base = req.base;
+		a->ranges[i].total_pages = req.total_pages;
+		a->ranges[i].free_pages = req.free_pages;
+	}
+	a->nr_ranges = nr_ranges;
+	return 0;
+}
+
 int dev_area(int fd, u32 index, struct area *a)
 {
 	struct cma_dev_area req;
@@ -43,7 +65,7 @@ int dev_area(int fd, u32 index, struct area *a)
 	a->size = req.size;
 	a->total_pages = req.total_pages;
 	a->free_pages = req.free_pages;
-	return 0;
+	return dev_ranges(fd, a, req.nr_ranges);
 }
 
 /* Finds an area by name; refreshes *a; returns 0 or -errno. */
@@ -148,10 +170,27 @@ size_t page_align(u64 size)
 	return (size_t)((size + page_size - 1) / page_size * page_size);
 }
 
+/* Whether [phys, phys + len) lies inside one range of area @a. */
 bool in_area(const struct area *a, u64 phys, u64 len)
 {
-	return phys >= a->base && phys + len <= a->base + a->size &&
-	       phys + len >= phys;
+	u32 i;
+
+	if (phys + len < phys)
+		return false;
+	for (i = 0; i < a->nr_ranges; i++) {
+		u64 base = a->ranges[i].base;
+		u64 end = base + a->ranges[i].total_pages * page_size;
+
+		if (phys >= base && phys + len <= end)
+			return true;
+	}
+	return false;
+}
+
+/* Whether page frame @pfn belongs to one of the ranges of area @a. */
+bool pfn_in_area(const struct area *a, u64 pfn)
+{
+	return in_area(a, pfn * page_size, page_size);
 }
 
 /* debugfs: "used" and "maxchunk" of an area, in pages; -1 if unavailable. */

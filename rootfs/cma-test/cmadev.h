@@ -15,11 +15,20 @@
 #define DEBUGFS_CMA	"/sys/kernel/debug/cma"
 #define DEFAULT_AREA	"reserved"
 #define MAX_AREAS	64
+#define MAX_RANGES	8	/* CMA_MAX_RANGES of mm/cma.h (Linux 6.15+) */
+
+/* One physical range of an area (an area has one before Linux 6.15). */
+struct range {
+	u64 base;		/* physical address, bytes */
+	u64 total_pages, free_pages;
+};
 
 struct area {
 	u32 index;
 	char name[CMA_DEV_NAME_LEN];
-	u64 base, size, total_pages, free_pages;
+	u64 base, size, total_pages, free_pages;	/* size in bytes */
+	u32 nr_ranges;		/* entries of ranges[] filled */
+	struct range ranges[MAX_RANGES];
 };
 
 int dev_open(void);
@@ -36,6 +45,7 @@ void *dev_map(int fd, u32 handle, size_t len, int *err);
 
 size_t page_align(u64 size);
 bool in_area(const struct area *a, u64 phys, u64 len);
+bool pfn_in_area(const struct area *a, u64 pfn);
 long long debugfs_val(const char *area, const char *file);
 
 #endif /* _CMA_TEST_CMADEV_H */

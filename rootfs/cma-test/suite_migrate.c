@@ -46,8 +46,6 @@ struct mig {
 static long pagemap_in_area(int pagemap, const void *addr, size_t len,
 			    const struct area *a)
 {
-	u64 first = a->base / page_size;
-	u64 end = (a->base + a->size) / page_size;
 	size_t n = len / page_size, i;
 	u64 *ent = xmalloc(n * sizeof(*ent));
 	off_t off = (off_t)((uintptr_t)addr / page_size * sizeof(*ent));
@@ -65,7 +63,7 @@ static long pagemap_in_area(int pagemap, const void *addr, size_t len,
 			continue;
 		if (!pfn)
 			nopfn++;
-		if (pfn >= first && pfn < end)
+		if (pfn_in_area(a, pfn))
 			count++;
 	}
 	free(ent);
