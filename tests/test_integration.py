@@ -230,17 +230,22 @@ def test_default_matrix_all_boards_green_and_as_the_oracle_predicts(tmp_path: Pa
     assert "Reserved memory: created CMA memory pool at" in log
 
 
-def test_second_base_kernel_6_12_end_to_end(tmp_path: Path) -> None:
-    """The default matrix's vexpress-a9 cells on Debian's linux-source-6.12 (6.12/ patch copies)."""
-    proc = subprocess.run([*CLI, "run", "--kernel-src", "/usr/src/linux-source-6.12.tar.xz",
-                           "--board", "vexpress-a9", "-o", str(tmp_path)],
+@pytest.mark.parametrize("version", ["6.12", "7.2"])
+def test_newer_base_kernels_end_to_end(version: str, tmp_path: Path) -> None:
+    """The default matrix's cells on Debian's linux-source-6.12 (6.12/ patch copies) and
+    unstable's linux-source-7.2 (6.15/ copies; CMA areas made of ranges), as the oracle predicts."""
+    boards = ["vexpress-a9"]  # the board with the most cma= forms in the default matrix
+    proc = subprocess.run([*CLI, "run", "--kernel-src", f"/usr/src/linux-source-{version}.tar.xz",
+                           "--board", boards[0], "-o", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
     cells = _suites(tmp_path / "latest" / "junit.xml")
-    props = cells["vexpress-a9:(default)"]["@props"]
-    assert isinstance(props, dict) and props["kernel.release"].startswith("6.12.")
-    cases = cells["vexpress-a9:cma=64M"]
+    assert {name.split(":")[0] for name in cells} == set(boards)
+    props = cells[f"{boards[0]}:(default)"]["@props"]
+    assert isinstance(props, dict) and props["kernel.release"].startswith(f"{version}.")
+    cases = cells[f"{boards[0]}:cma=64M"]
     for name in ("cma-reservation", "cma-dev/alloc-in-area", "cma-dev/dma-alloc-in-area",
+                 "cma-dev/ranges-cover-areas",
                  "cma-test/migrate/cma-occupied-by-movable-pages", "cma-test/migrate/moved-pages-left-area",
                  "cma-test/exhaustion/area-restored", "cma-test/required-subtests", "kernel-log-clean"):
         assert cases[name].is_passed, name
