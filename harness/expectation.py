@@ -145,7 +145,8 @@ def expect_from_dict(data: dict[str, Any]) -> CmaExpectation:
     return CmaExpectation(str(data["cma"]), size)
 
 
-def plan_expectation(cell: Cell, full_cmdline: str, boot: oracle.CmaBoot) -> Expectation:
+def plan_expectation(cell: Cell, full_cmdline: str,
+                     boot: oracle.CmaBoot | oracle.UnmodelledKernel) -> Expectation:
     """The cell's expectation: the matrix's ``expect`` if given, else the oracle's prediction.
 
     ``full_cmdline`` is the whole kernel command line the guest boots with;
@@ -155,6 +156,8 @@ def plan_expectation(cell: Cell, full_cmdline: str, boot: oracle.CmaBoot) -> Exp
     """
     if cell.expect is not None:
         return Expectation.hand_written(cell.expect)
+    if isinstance(boot, oracle.UnmodelledKernel):
+        return Expectation.unpredictable(f"the cma= oracle cannot predict this cell: {boot}")
     try:
         return Expectation.from_oracle(oracle.predict(full_cmdline, boot))
     except InputError as exc:

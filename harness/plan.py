@@ -104,7 +104,7 @@ class Prepared:
     board: Board
     kernel: kbuild.KernelBuild
     initramfs: rootfs.Initramfs
-    boot: oracle.CmaBoot
+    boot: oracle.CmaBoot | oracle.UnmodelledKernel  # the latter: no predictions, and why
     request: kbuild.BuildRequest
 
 
@@ -260,15 +260,32 @@ def select_cells(request: RunRequest) -> Selection:
     return Selection(request, mat, tuple(cells), loaded, resumed_keys)
 
 
-def _oracle_boot(board: Board, kernel: kbuild.KernelBuild, initramfs: rootfs.Initramfs) -> oracle.CmaBoot:
-    """What the cma= oracle needs to know of ``board`` booting ``kernel`` (RAM, image, initrd, dtb)."""
+def _oracle_boot(board: Board, kernel: kbuild.KernelBuild, initramfs: rootfs.Initramfs,
+                 rep: Reporter) -> oracle.CmaBoot | oracle.UnmodelledKernel:
+    """What the cma= oracle needs to know of ``board`` booting ``kernel`` (RAM, image, initrd, dtb).
+
+    A kernel version the oracle does not model is not an error of the run: the
+    returned :class:`~harness.oracle.UnmodelledKernel` says why there are no
+    predictions, and ``rep`` warns once per board.
+    """
     with tempfile.TemporaryDirectory(prefix="cma-harness-dtb-") as tmp:
         dtb = kernel.dtb(board.dtb) if board.dtb else qemu.dump_dtb(board, Path(tmp) / "qemu.dtb")
-        return oracle.boot_from_files(
-            ram=board.ram, release=kernel.release, config=kernel.directory / "config",
-            system_map=kernel.directory / "System.map", dtb=dtb, initrd=initramfs.path,
-            zimage=kernel.zimage, dtb_total_size=None if board.dtb else dtb.stat().st_size,
-            loader=board.loader)
+        try:
+            return _boot_facts(board, kernel, initramfs, dtb)
+        except oracle.UnmodelledKernel as exc:
+            rep.step(f"warning: {board.name}: {exc}; cells without 'expect' "
+                     "will be errors")
+            return exc
+
+
+def _boot_facts(board: Board, kernel: kbuild.KernelBuild, initramfs: rootfs.Initramfs,
+                dtb: Path) -> oracle.CmaBoot:
+    """:func:`harness.oracle.boot_from_files` for ``board`` booting ``kernel`` with ``dtb``."""
+    return oracle.boot_from_files(
+        ram=board.ram, release=kernel.release, config=kernel.directory / "config",
+        system_map=kernel.directory / "System.map", dtb=dtb, initrd=initramfs.path,
+        zimage=kernel.zimage, dtb_total_size=None if board.dtb else dtb.stat().st_size,
+        loader=board.loader)
 
 
 def _build_request(name: str, board: Board, source: kbuild.KernelSource, series: Series,
@@ -314,7 +331,8 @@ def prepare(loaded: Mapping[str, Board], inputs: KernelInputs, rep: Reporter) ->
         kernel, initramfs = built[key]
         if board.dtb:
             kernel.dtb(board.dtb)  # fail early on a board whose dtb this kernel lacks
-        prepared[name] = Prepared(board, kernel, initramfs, _oracle_boot(board, kernel, initramfs), request)
+        prepared[name] = Prepared(board, kernel, initramfs, _oracle_boot(board, kernel, initramfs, rep),
+                                  request)
     return prepared
 
 

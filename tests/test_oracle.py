@@ -294,9 +294,11 @@ def test_fixed_region_outside_ram_is_reserved_but_cannot_activate() -> None:
     assert "Unable to handle kernel paging request" in fixture("6.1-vexpress-a9-cma=64M@0x10000000")
 
 
-def test_mem_is_not_modelled() -> None:
-    with pytest.raises(InputError, match="mem="):
-        run("mem=256M cma=64M")
+def test_mem_rewrites_the_ram_map_and_a_bare_mem_is_refused() -> None:
+    p = run("mem=256M cma=64M")  # memory 0x60000000-0x70000000: top-down under the new end
+    assert (p.outcome, p.base, p.hi, p.unbootable) == ("reserved", 0x6C000000, 0x70000000, "")
+    with pytest.raises(InputError, match="bare 'mem'"):
+        run("mem cma=64M")
 
 
 # --- HIGHMEM (VMSPLIT_3G), vmalloc=, LPAE ----------------------------------------------------
@@ -445,31 +447,44 @@ def test_kernel_facts_from_config() -> None:
 # --- version facts ----------------------------------------------------------------------------
 
 
-def test_quirks_of_6_1_and_6_12() -> None:
-    old, new = dataclasses.asdict(quirks_for(V61)), dataclasses.asdict(quirks_for(V612))
+def test_quirks_of_6_1_6_12_and_7_2() -> None:
+    old, new, v72 = (dataclasses.asdict(quirks_for(v)) for v in (V61, V612, (7, 2)))
+    later = {"cma_log_rounded_size": True, "cma_boundary_check_late": False, "cma_slot_checked_last": False,
+             "dma_cmdline_limit_wins": False, "pageblock_max_order_config": False,
+             "reserved_mem_validate_first": False, "reserved_mem_reg_first_only": False}
     assert old == {"max_cma_areas_extra": 1, "max_order_default": 11, "max_order_inclusive": False,
                    "pageblock_follows_thp": False, "memreserve_scanned_first": True,
                    "reserved_mem_sorted_before_alloc": True, "reserved_mem_static_init_late": False,
                    "reserved_mem_alloc_next_to_neighbour": False, "cma_log_node": False,
-                   "cma_above_4g_first": False}
+                   "cma_above_4g_first": False, **later}
     assert new == {"max_cma_areas_extra": 0, "max_order_default": 10, "max_order_inclusive": True,
                    "pageblock_follows_thp": True, "memreserve_scanned_first": False,
                    "reserved_mem_sorted_before_alloc": False, "reserved_mem_static_init_late": True,
                    "reserved_mem_alloc_next_to_neighbour": True, "cma_log_node": True,
-                   "cma_above_4g_first": True}
-    assert set(KERNEL_QUIRKS) == {V61, V612}
+                   "cma_above_4g_first": True, **later}
+    assert v72 == {**new, "cma_log_node": False, **{name: not value for name, value in later.items()}}
+    assert set(KERNEL_QUIRKS) == {V61, V612, (7, 2)}
     assert KernelFacts(V612, 0x80000000, highmem=False, lpae=False).quirks is quirks_for(V612)
 
 
-@pytest.mark.parametrize("version", [(5, 15), (6, 6), (7, 0)])
-def test_an_unmodelled_version_is_refused_clearly(version: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("version", "modelled_as"), [((6, 3), V61), ((6, 14), V612), ((7, 2), (7, 2)),
+                                                      ((7, 9), (7, 2)), ((8, 0), (7, 2))])
+def test_versions_are_taken_by_range(version: tuple[int, int], modelled_as: tuple[int, int]) -> None:
+    assert quirks_for(version) is KERNEL_QUIRKS[modelled_as]
+
+
+@pytest.mark.parametrize(("version", "why"), [((5, 15), ""), ((6, 0), ""), ((6, 4), "MAX_ORDER"),
+                                              ((6, 6), "MAX_ORDER"), ((6, 15), "cma_declare_contiguous_nid"),
+                                              ((7, 1), "cma_declare_contiguous_nid")])
+def test_an_unmodelled_version_is_refused_clearly(version: tuple[int, int], why: str) -> None:
     name = f"{version[0]}.{version[1]}"
-    with pytest.raises(InputError, match=rf"models Linux 6\.1 and 6\.12, not {re.escape(name)}$"):
+    modelled = r"models Linux 6\.1-6\.3, 6\.12-6\.14 and 7\.2 or later"
+    with pytest.raises(InputError, match=rf"{modelled}, not {re.escape(name)}\b.*{why}"):
         quirks_for(version)
     facts = KernelFacts(version, 0x80000000, highmem=False, lpae=False)
-    with pytest.raises(InputError, match="models Linux 6.1 and 6.12"):
+    with pytest.raises(InputError, match=modelled):
         predict("cma=64M", dataclasses.replace(boot(V61, "vexpress-a9"), kernel=facts))
-    with pytest.raises(InputError, match=f"not '{re.escape(name)}.1'"):
+    with pytest.raises(InputError, match=f"release '{re.escape(name)}.1'"):
         kernel_facts_from_config("CONFIG_PAGE_OFFSET=0x80000000", f"{name}.1")
 
 

@@ -5,13 +5,17 @@ kernel starts (its image, the initrd and the dtb where QEMU put them, the dtb's
 ``/reserved-memory``), :func:`predict` replays the kernel's early boot for one
 command line and says whether the default CMA area ("reserved") is reserved,
 where, and with which ``cma:`` lines, or why it fails.  It follows the sources
-of Linux 6.1 and 6.12 step by step, one module per kernel file:
+of Linux 6.1, 6.12 and 7.2 step by step (other versions by range:
+:func:`~harness.oracle.versions.quirks_for`), one module per kernel file:
 
 * :mod:`~harness.oracle.boot`: ``setup_arch()`` (arch/arm/kernel/setup.c): the
   dtb reserves itself, early parameters are parsed, ``adjust_lowmem_bounds()``
   runs, then ``arm_memblock_init()`` and ``adjust_lowmem_bounds()`` once more;
 * :mod:`~harness.oracle.params`: ``parse_early_param()`` (init/main.c) with
-  ``early_cma()`` and ``early_vmalloc()``;
+  ``early_cma()``, ``early_vmalloc()`` and what ``mem=`` asks of ``early_mem()``;
+* :mod:`~harness.oracle.arm_setup`: ``early_mem()`` and ``arm_add_memory()``
+  (arch/arm/kernel/setup.c) rewriting memblock.memory, and what such a memory
+  map does to the harness's boot (an initrd left outside memory);
 * :mod:`~harness.oracle.arm_mm`: ``adjust_lowmem_bounds()``
   (arch/arm/mm/mmu.c) and ``arm_memblock_init()`` (arch/arm/mm/init.c): kernel
   image, initrd, ``swapper_pg_dir``, ``early_init_fdt_scan_reserved_mem()``,
@@ -37,9 +41,10 @@ All sizes are in bytes and all addresses are physical addresses in bytes.
 Arithmetic on ``phys_addr_t`` wraps at 32 bits unless the kernel has LPAE, as
 it does in the kernel.
 
-Not modelled (an :class:`~harness.errors.InputError` says so when met):
-``mem=`` on the command line and ``CONFIG_ZONE_DMA`` machines that declare a
-``dma_zone_size``.
+Not modelled (an :class:`~harness.errors.InputError` says so when met): a
+bare ``mem`` or a ``mem=`` that leaves no memory, kernel versions outside the
+modelled ranges, and ``CONFIG_ZONE_DMA`` machines that declare a
+``dma_zone_size``.  See docs/oracle-7x-and-mem.md.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ from harness.oracle.params import EarlyParams, parse_early_params
 from harness.oracle.sort import kernel_heapsort
 from harness.oracle.state import ReservedMem
 from harness.oracle.verdict import DtCmaPool, Prediction, check_against_oracle, describe
-from harness.oracle.versions import KERNEL_QUIRKS, KernelQuirks, quirks_for
+from harness.oracle.versions import KERNEL_QUIRKS, KernelQuirks, UnmodelledKernel, quirks_for
 
 _Entry = ReservedMem  # the name harness.oracle gave struct reserved_mem before it was a package
 
@@ -107,6 +112,7 @@ __all__ = [
     "predict",
     "qemu_arm_load",
     "quirks_for",
+    "UnmodelledKernel",
     "read_reserved_memory",
     "system_map_symbols",
 ]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from harness.errors import InputError
-from harness.oracle.versions import KERNEL_QUIRKS, KernelQuirks, modelled_versions, quirks_for
+from harness.oracle.versions import KernelQuirks, UnmodelledKernel, quirks_for
 
 SZ_1M = 1 << 20
 SZ_4G = 1 << 32
@@ -35,7 +35,8 @@ class KernelFacts:
     """The configuration facts the CMA reservation depends on.
 
     Attributes:
-        version: ``(6, 1)`` or ``(6, 12)``; selects the kernel's :class:`KernelQuirks`.
+        version: ``(major, minor)``, e.g. ``(6, 12)``; selects the kernel's
+            :class:`KernelQuirks` (:func:`~harness.oracle.versions.quirks_for`).
         page_offset: ``CONFIG_PAGE_OFFSET`` (virtual), from the VMSPLIT choice.
         highmem: ``CONFIG_HIGHMEM``.
         lpae: ``CONFIG_ARM_LPAE`` (64-bit ``phys_addr_t``).
@@ -83,7 +84,7 @@ class KernelFacts:
 
     @property
     def max_cma_areas(self) -> int:
-        """``MAX_CMA_AREAS``: ``1 + CONFIG_CMA_AREAS`` in 6.1, ``CONFIG_CMA_AREAS`` in 6.12."""
+        """``MAX_CMA_AREAS``: ``1 + CONFIG_CMA_AREAS`` in 6.1, ``CONFIG_CMA_AREAS`` in 6.12 and 7.2."""
         return self.cma_areas + self.quirks.max_cma_areas_extra
 
     @property
@@ -100,18 +101,20 @@ def kernel_facts_from_config(config_text: str, release: str) -> KernelFacts:
     """Read the facts that matter from a kernel ``.config`` (``release`` e.g. ``"6.1.176"``).
 
     pageblock_order follows include/linux/pageblock-flags.h: with HUGETLB_PAGE
-    (or, in 6.12, TRANSPARENT_HUGEPAGE), both LPAE-only on ARM, it is
+    (or, since 6.12, TRANSPARENT_HUGEPAGE), both LPAE-only on ARM, it is
     min(9, top); otherwise top, where top is MAX_ORDER - 1 in 6.1 and
-    MAX_PAGE_ORDER in 6.12 (both from ARCH_FORCE_MAX_ORDER).
+    MAX_PAGE_ORDER in 6.12 (both from ARCH_FORCE_MAX_ORDER), and in 7.2
+    PAGE_BLOCK_MAX_ORDER (CONFIG_PAGE_BLOCK_MAX_ORDER, at most MAX_PAGE_ORDER).
 
     Raises:
-        InputError: the release is not 6.1 or 6.12, or PAGE_OFFSET is missing.
+        InputError: the release is not a modelled version, or PAGE_OFFSET is missing.
     """
     m = re.match(r"(\d+)\.(\d+)", release)
     version = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    if version not in KERNEL_QUIRKS:
-        raise InputError(f"the cma= oracle models Linux {modelled_versions()}, not {release!r}")
-    quirks = quirks_for(version)
+    try:
+        quirks = quirks_for(version)
+    except UnmodelledKernel as exc:
+        raise UnmodelledKernel(f"{exc} (release {release!r})") from None
     cfg = dict(re.findall(r"^CONFIG_(\w+)=(.*)$", config_text, re.M))
     if "PAGE_OFFSET" not in cfg:
         raise InputError("kernel config has no CONFIG_PAGE_OFFSET (not a 32-bit ARM MMU kernel?)")
@@ -121,6 +124,8 @@ def kernel_facts_from_config(config_text: str, release: str) -> KernelFacts:
 
     max_order = int(cfg.get("ARCH_FORCE_MAX_ORDER", str(quirks.max_order_default)))
     top = max_order if quirks.max_order_inclusive else max_order - 1
+    if quirks.pageblock_max_order_config:
+        top = min(top, int(cfg.get("PAGE_BLOCK_MAX_ORDER", str(top))))
     huge = on("HUGETLB_PAGE") or (quirks.pageblock_follows_thp and on("TRANSPARENT_HUGEPAGE"))
     sel = next((s.lower() for s in ("MBYTES", "PERCENTAGE", "MIN", "MAX") if on(f"CMA_SIZE_SEL_{s}")),
                "mbytes")

@@ -7,14 +7,16 @@ __reserved_mem_alloc_in_range(), fdt_init_reserved_mem() (6.1, sorting with
 __rmem_cmp()), 6.12's fdt_scan_reserved_mem_reg_nodes(), and
 __reserved_mem_init_node() with its two ``shared-dma-pool`` handlers:
 rmem_cma_setup() (:mod:`harness.oracle.contiguous`) and rmem_dma_setup()
-(kernel/dma/coherent.c, here).  Where 6.1 and 6.12 differ is read from
+(kernel/dma/coherent.c, here); 7.2's fdt_validate_reserved_mem_node() (the
+handlers' ``node_validate`` before a region is reserved or allocated) and
+fdt_scan_reserved_mem_late().  Where the versions differ is read from
 :class:`~harness.oracle.versions.KernelQuirks`.  All addresses are physical
 and all sizes in bytes.
 """
 
 from __future__ import annotations
 
-from harness.oracle.contiguous import rmem_cma_setup
+from harness.oracle.contiguous import EINVAL, ENODEV, rmem_cma_setup, rmem_cma_verify
 from harness.oracle.inputs import DtReservedRegion
 from harness.oracle.sort import kernel_heapsort
 from harness.oracle.state import BootState, ReservedMem
@@ -38,6 +40,8 @@ def scan_reserved_mem(s: BootState) -> None:
     else:
         dynamic = []
         for region in s.boot.dt_regions:
+            if region.has_reg and region.reg and not validate_node(s, region):
+                continue  # 7.2: refused by its handler's node_validate, nothing reserved
             if region.has_reg:
                 reserve_reg(s, region)
                 if not q.reserved_mem_static_init_late and region.reg:
@@ -79,30 +83,58 @@ def _init_sorted(s: BootState) -> None:
 
 
 def _alloc_in_dt_order(s: BootState, dynamic: list[DtReservedRegion]) -> None:
-    """6.12 fdt_scan_reserved_mem(): each dynamic region allocated, saved and initialised in DT order."""
+    """6.12/7.2 fdt_scan_reserved_mem(): each dynamic region allocated, saved and initialised in DT order.
+
+    6.12 keeps every allocated region in ``reserved_mem[]`` (a later
+    alloc-ranges region may settle next to it); 7.2 only those whose init did
+    not fail (fdt_init_reserved_mem_node()).
+    """
     for region in dynamic:
         entry = alloc_dynamic(s, region)
-        if entry is not None:
-            s.rmem.append(entry)
-            init_node(s, entry)
+        if entry is None:
+            continue
+        s.rmem.append(entry)
+        if not init_node(s, entry) and s.k.quirks.reserved_mem_validate_first:
+            s.rmem.remove(entry)
+
+
+def validate_node(s: BootState, region: DtReservedRegion) -> bool:
+    """7.2 fdt_validate_reserved_mem_node() (drivers/of/of_reserved_mem.c): may it be reserved?
+
+    Only rmem_cma_validate() has a ``node_validate`` hook: False when it
+    returns neither 0 nor -ENODEV.  Always True before 7.2 (no such hook).
+    """
+    if not s.k.quirks.reserved_mem_validate_first or not region.shared_dma_pool:
+        return True
+    return rmem_cma_verify(s, region) in (0, ENODEV)
 
 
 def fdt_scan_reserved_mem_reg_nodes(s: BootState) -> None:
-    """6.12 fdt_scan_reserved_mem_reg_nodes(): static regions saved and initialised late.
+    """6.12 fdt_scan_reserved_mem_reg_nodes() / 7.2 fdt_scan_reserved_mem_late(): static regions late.
 
     Called from unflatten_device_tree(), after arm_memblock_init(); a no-op
-    where static regions are initialised during the early scan (6.1).
+    where static regions are initialised during the early scan (6.1).  7.2
+    validates each node again (:func:`validate_node`) and skips refused ones.
     """
     if not s.k.quirks.reserved_mem_static_init_late or not s.boot.dt_format_ok:
         return
     for region in s.boot.dt_regions:
-        if region.has_reg and region.reg and region.reg[0][1]:
+        if region.has_reg and region.reg and validate_node(s, region) and region.reg[0][1]:
             init_node(s, ReservedMem(region, *region.reg[0]))
 
 
 def reserve_reg(s: BootState, region: DtReservedRegion) -> None:
-    """__reserved_mem_reserve_reg() with early_init_dt_reserve_memory() (drivers/of)."""
-    for base, size in region.reg:
+    """__reserved_mem_reserve_reg() with early_init_dt_reserve_memory() (drivers/of).
+
+    Every ``<base size>`` of ``reg`` (bytes) is reserved, or marked no-map; in
+    7.2 only the first, with a warning about the others.
+    """
+    entries = region.reg
+    if s.k.quirks.reserved_mem_reg_first_only and len(entries) > 1:
+        s.notes.append(f"OF: reserved mem: Reserved memory: node '{region.name}' has "
+                       f"{len(entries)} <base size> entries, only the first is used")
+        entries = entries[:1]
+    for base, size in entries:
         ok = bool(size)
         if ok and region.no_map:
             busy = s.mb.overlaps_memory(base, size) and s.mb.is_region_reserved(base, size)
@@ -123,6 +155,8 @@ def alloc_dynamic(s: BootState, region: DtReservedRegion) -> ReservedMem | None:
     the region goes to the top of all RAM (highmem included), top-down.
     A reusable shared-dma-pool is aligned to at least CMA_MIN_ALIGNMENT_BYTES.
     """
+    if not validate_node(s, region):
+        return None  # 7.2: refused before any allocation
     size = region.size or 0
     align = region.alignment
     if region.shared_dma_pool and region.reusable and not region.no_map:
@@ -152,29 +186,38 @@ def _bottom_up_for(s: BootState, start: int, end: int) -> bool:
     return bottom if bottom != top else False
 
 
-def init_node(s: BootState, entry: ReservedMem) -> None:
+def init_node(s: BootState, entry: ReservedMem) -> bool:
     """__reserved_mem_init_node(): rmem_cma_setup(), then rmem_dma_setup() (link order).
 
-    A shared-dma-pool both refuse is given back ("compatible matching fail").
-    Other compatibles are taken as having no handler here (-ENOENT).
+    6.1/6.12 try the next handler after any error; 7.2 only after -ENODEV.
+    A shared-dma-pool that ends in an error other than -ENODEV is given back
+    ("compatible matching fail"); returns False then.  Other compatibles are
+    taken as having no handler here (-ENOENT / -ENODEV).
     """
     region = entry.region
     if not region.shared_dma_pool:
-        return
-    if rmem_cma_setup(s, entry) or rmem_dma_setup(s, entry):
-        return
+        return True
+    ret = rmem_cma_setup(s, entry)
+    if ret and (ret == ENODEV or not s.k.quirks.reserved_mem_validate_first):
+        ret = rmem_dma_setup(s, entry)
+    if not ret or ret == ENODEV and s.k.quirks.reserved_mem_validate_first:
+        return True
     s.notes.append(f"OF: reserved mem: node {region.name} compatible matching fail")
     if region.no_map:
         s.mb.clear_nomap(entry.base, entry.size)
     else:
         s.mb.free(entry.base, entry.size)
+    return False
 
 
-def rmem_dma_setup(s: BootState, entry: ReservedMem) -> bool:
-    """rmem_dma_setup() (kernel/dma/coherent.c): on ARM only a no-map, non-reusable pool."""
+def rmem_dma_setup(s: BootState, entry: ReservedMem) -> int:
+    """rmem_dma_setup() (kernel/dma/coherent.c): on ARM only a no-map, non-reusable pool; 0 or -errno.
+
+    A reusable pool is -EINVAL (6.1, 6.12) or -ENODEV (7.2).
+    """
     if entry.region.reusable:
-        return False
+        return ENODEV if s.k.quirks.reserved_mem_validate_first else EINVAL
     if not entry.region.no_map:
         s.notes.append("Reserved memory: regions without no-map are not yet supported")
-        return False
-    return True
+        return EINVAL
+    return 0

@@ -2,8 +2,9 @@
 
 Mirrors early_cma() (kernel/dma/contiguous.c, as patched by the series to log
 what it read; memparse() from lib/cmdline.c) and early_vmalloc()
-(arch/arm/mm/mmu.c).  ``mem=`` (arch/arm/kernel/setup.c early_mem()) is not
-modelled and refused.
+(arch/arm/mm/mmu.c), and reads what each ``mem=`` asks of early_mem()
+(arch/arm/kernel/setup.c), which :mod:`harness.oracle.arm_setup` applies to
+memblock.  A bare ``mem`` (early_mem(NULL) dereferences NULL) is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class EarlyParams:
         vmalloc_size: arch/arm/mm/mmu.c ``vmalloc_size`` in bytes.
         log: the ``cma:`` lines early_cma() prints (with the series' patch 0001).
         notes: other lines, e.g. early_vmalloc()'s warnings.
+        mem: each ``mem=size[@start]`` in order, as early_mem() memparse()s it
+            in u64: ``(size, start)`` in bytes, ``start`` None without ``@``
+            (then PHYS_OFFSET).
     """
 
     cma_given: bool
@@ -35,6 +39,7 @@ class EarlyParams:
     vmalloc_size: int = DEFAULT_VMALLOC_SIZE
     log: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    mem: tuple[tuple[int, int | None], ...] = ()
 
 
 def _memparse64(text: str) -> tuple[int, str]:
@@ -48,24 +53,26 @@ def parse_early_params(cmdline: str, kernel: KernelFacts) -> EarlyParams:
 
     Mirrors parse_early_param() (init/main.c, stopping at ``--`` as parse_args()
     does), early_cma() (kernel/dma/contiguous.c, as patched by the series to log
-    its reading) and early_vmalloc() (arch/arm/mm/mmu.c).  Several ``cma=`` run
-    early_cma() several times: base and limit survive a later ``cma=`` without
-    ``@``, exactly as the kernel's static variables do.
+    its reading), early_vmalloc() (arch/arm/mm/mmu.c) and early_mem()'s parsing
+    (arch/arm/kernel/setup.c).  Several ``cma=`` run early_cma() several times:
+    base and limit survive a later ``cma=`` without ``@``, exactly as the
+    kernel's static variables do.
 
     Raises:
-        InputError: ``mem=`` is on the command line (not modelled).
+        InputError: a bare ``mem`` (no ``=``): early_mem(NULL) oopses at boot.
     """
     mask = kernel.phys_mask
     cma = (mask, 0, 0)  # size_cmdline = -1, base_cmdline, limit_cmdline
     vmalloc = DEFAULT_VMALLOC_SIZE
     log: list[str] = []
     notes: list[str] = []
+    mem: list[tuple[int, int | None]] = []
     for word in cmdline.split():
         if word == "--":
             break
         name, eq, value = word.partition("=")
-        if name == "mem" and eq:
-            raise InputError(f"the cma= oracle does not model '{word}' (mem= rewrites the RAM map)")
+        if name == "mem":
+            mem.append(_early_mem(value, bool(eq)))
         if name == "vmalloc" and eq:
             vmalloc, note = _early_vmalloc(value, kernel)
             notes += note
@@ -76,7 +83,23 @@ def parse_early_params(cmdline: str, kernel: KernelFacts) -> EarlyParams:
             continue
         cma = _early_cma(value, kernel, cma, log)
     size, base, limit = cma
-    return EarlyParams(size != mask, size, base, limit, vmalloc, tuple(log), tuple(notes))
+    return EarlyParams(size != mask, size, base, limit, vmalloc, tuple(log), tuple(notes), tuple(mem))
+
+
+def _early_mem(value: str, has_value: bool) -> tuple[int, int | None]:
+    """What early_mem() (arch/arm/kernel/setup.c) reads from ``mem=value``: ``(size, start or None)``.
+
+    ``size = memparse(p, &endp)``; ``start = memparse(endp + 1, NULL)`` after
+    an ``@`` (the rest is ignored), else None for PHYS_OFFSET; bytes, in u64.
+
+    Raises:
+        InputError: a bare ``mem``: early_mem(NULL) hands NULL to memparse().
+    """
+    if not has_value:
+        raise InputError("a bare 'mem' on the command line makes early_mem() (arch/arm/kernel/"
+                         "setup.c) call memparse(NULL): the kernel oopses before the CMA reservation")
+    size, rest = _memparse64(value)
+    return size, _memparse64(rest[1:])[0] if rest.startswith("@") else None
 
 
 def _early_cma(value: str, kernel: KernelFacts, cma: tuple[int, int, int],

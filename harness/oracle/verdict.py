@@ -18,11 +18,16 @@ from harness.oracle.facts import SZ_1M
 
 @dataclass(frozen=True)
 class DtCmaPool:
-    """A DT ``reusable`` ``shared-dma-pool`` the kernel turned into a CMA area (bytes)."""
+    """A DT ``reusable`` ``shared-dma-pool`` the kernel turned into a CMA area (bytes).
+
+    ``ranges`` is the area's ``cma->nranges`` (7.2's ``struct cma_memrange``):
+    always 1 for reserved-memory areas (cma_init_reserved_mem()).
+    """
 
     name: str
     base: int
     size: int
+    ranges: int = 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,13 @@ class Prediction:
         activates: False when ``cma_activate_area()`` will reject the area or
             crash on it (pages outside RAM: WARN in mm/cma.c, then an Oops).
         notes: other kernel messages the model expects (e.g. "Ignoring RAM").
+        ranges: the default area's number of ranges (``cma->nranges``, mm/cma.h
+            ``struct cma_memrange`` since 6.15): 1 when reserved (only
+            cma_declare_contiguous_multi(), hugetlb_cma, makes more), else 0.
+        printed_size: bytes the "Reserved" line reports when they differ from
+            ``size`` (7.2 prints the unrounded size), else None.
+        unbootable: why the guest cannot reach its initramfs shell ("" when it
+            can), e.g. a ``mem=`` below the initrd QEMU loaded.
     """
 
     outcome: str
@@ -58,11 +70,15 @@ class Prediction:
     dt_pools: tuple[DtCmaPool, ...] = ()
     activates: bool = True
     notes: tuple[str, ...] = ()
+    ranges: int = 0
+    printed_size: int | None = None
+    unbootable: str = ""
 
     @property
     def size_mib(self) -> int:
-        """The size as the kernel prints it: ``(unsigned long)size / SZ_1M``."""
-        return (self.size & 0xFFFFFFFF) // SZ_1M
+        """The size as the kernel prints it: ``(unsigned long)size / SZ_1M`` (``printed_size`` if set)."""
+        size = self.size if self.printed_size is None else self.printed_size
+        return (size & 0xFFFFFFFF) // SZ_1M
 
     def expectation(self) -> CmaExpectation:
         """The matrix-cell expectation this prediction amounts to (harness.checks)."""
@@ -74,12 +90,14 @@ class Prediction:
 def describe(prediction: Prediction) -> str:
     """One line: the outcome, size (MiB) and placement (physical addresses) of a prediction."""
     p = prediction
+    stop = f"; the guest cannot boot: {p.unbootable}" if p.unbootable else ""
     if p.outcome == "none":
-        return "no default CMA area"
+        return "no default CMA area" + stop
     if p.outcome == "failed":
-        return f"'Failed to reserve {p.size_mib} MiB'"
+        return f"'Failed to reserve {p.size_mib} MiB'" + stop
     where = f"at {p.base:#x}" if p.base is not None else f"in [{p.lo:#x}, {p.hi:#x})"
-    return f"{p.size_mib} MiB {where}"
+    shown = f" (printed as {p.size_mib} MiB)" if p.printed_size is not None else ""
+    return f"{(p.size & 0xFFFFFFFF) // SZ_1M} MiB{shown} {where}" + stop
 
 
 # mm/cma.c and early_cma() print with pr_fmt "cma: "; rmem_cma_setup() has none.

@@ -1,15 +1,20 @@
 """What differs between the kernels the oracle models, as named facts of each version.
 
-Every behaviour of Linux 6.1 and 6.12 that the oracle replays differently is
-one field of :class:`KernelQuirks`, named after the kernel behaviour and
-citing the kernel file and function where the two versions part.  The rest of
-the package asks ``kernel.quirks.<fact>`` and never compares version numbers.
+Every behaviour of Linux 6.1, 6.12 and 7.2 that the oracle replays differently
+is one field of :class:`KernelQuirks`, named after the kernel behaviour and
+citing the kernel file and function where the versions part.  The rest of the
+package asks ``kernel.quirks.<fact>`` and never compares version numbers.
 
-A third base kernel plugs in here: add its entry to :data:`KERNEL_QUIRKS`
+Versions are taken by range (:func:`quirks_for`): a modelled entry covers
+from its version up to the next modelled one, the newest (7.2) everything
+after it (mainline), except where a quirk is known to change at a version in
+between: there the range stops and the versions up to the next entry are
+refused (:data:`KNOWN_BREAKS`), rather than replayed with the wrong model.
+
+Another base kernel plugs in here: add its entry to :data:`KERNEL_QUIRKS`
 with the values of the existing facts read from its sources.  A behaviour the
-model does not have yet (e.g. CMA areas made of several ranges, mm/cma.c since
-6.15) needs a new field here and the code in the module mirroring that kernel
-file that reads it.
+model does not have yet needs a new field here and the code in the module
+mirroring that kernel file that reads it.
 """
 
 from __future__ import annotations
@@ -60,6 +65,41 @@ class KernelQuirks:
             bottom-up allocation above 4 GiB before the highmem one, each only if
             nothing is placed yet (6.12); 6.1 tries highmem first, then the 4 GiB
             attempt, whose result overwrites (and leaks) the highmem block.
+        cma_log_rounded_size: the "Reserved %ld MiB" / "Failed to reserve %ld
+            MiB" lines of cma_declare_contiguous_nid() (mm/cma.c) give the size
+            rounded up to CMA_MIN_ALIGNMENT_BYTES (6.1, 6.12, where the checks
+            are inline); since the split into __cma_declare_contiguous_nid()
+            (v6.15, with ``struct cma_memrange``; 7.2) the wrapper prints the
+            caller's unrounded size, e.g. "Reserved 5 MiB" for an 8 MiB area.
+        cma_boundary_check_late: the fixed region's "defined on low/high memory
+            boundary" check runs only with CONFIG_HIGHMEM and after the "exceeds
+            limit" check, in cma_fixed_reserve() (mm/cma.c, v6.15; 7.2); before,
+            it ran unconditionally before the limit check.
+        cma_slot_checked_last: cma_init_reserved_mem() (mm/cma.c) checks for a
+            free ``cma_areas[]`` slot after the reservation and alignment checks,
+            in cma_new_area() (v6.15; 7.2); before, first.
+        dma_cmdline_limit_wins: dma_contiguous_reserve() (kernel/dma/contiguous.c)
+            takes ``limit_cmdline ?: limit`` (7.2: "Hornor the user setup dma
+            address limit") instead of ``min_not_zero(limit_cmdline, limit)``.
+        pageblock_max_order_config: pageblock_order is capped by
+            ``PAGE_BLOCK_MAX_ORDER`` = CONFIG_PAGE_BLOCK_MAX_ORDER (mm/Kconfig,
+            include/linux/mmzone.h, include/linux/pageblock-flags.h; v6.16 as
+            CONFIG_PAGE_BLOCK_ORDER; 7.2), whose default is ARCH_FORCE_MAX_ORDER.
+        reserved_mem_validate_first: drivers/of/of_reserved_mem.c calls the
+            handler's ``node_validate`` (rmem_cma_validate(), kernel/dma/contiguous.c)
+            before reserving a ``reg`` region or allocating a dynamic one, and
+            ``__reserved_mem_init_node()`` stops at the first handler that does
+            not return -ENODEV (7.2, ``struct reserved_mem_ops``): a
+            ``linux,cma-default`` pool with ``cma=`` given is never reserved or
+            allocated and prints ``Skipping dt linux,cma-default node in favor
+            for "cma=" kernel param.`` (once per validation); ``reusable``/``no-map``
+            are checked before ``linux,cma-default``; a region whose init fails
+            is not kept in ``reserved_mem[]``.  Before (6.1, 6.12), the pool was
+            reserved, then rmem_cma_setup() printed "bypass ... node, using
+            cmdline CMA params instead" and the region was given back.
+        reserved_mem_reg_first_only: __reserved_mem_reserve_reg()
+            (drivers/of/of_reserved_mem.c) reserves only the first ``<base size>``
+            of ``reg`` and warns about the rest (7.2); before, every entry.
     """
 
     max_cma_areas_extra: int
@@ -72,6 +112,13 @@ class KernelQuirks:
     reserved_mem_alloc_next_to_neighbour: bool
     cma_log_node: bool
     cma_above_4g_first: bool
+    cma_log_rounded_size: bool = True
+    cma_boundary_check_late: bool = False
+    cma_slot_checked_last: bool = False
+    dma_cmdline_limit_wins: bool = False
+    pageblock_max_order_config: bool = False
+    reserved_mem_validate_first: bool = False
+    reserved_mem_reg_first_only: bool = False
 
 
 LINUX_6_1 = KernelQuirks(
@@ -86,23 +133,72 @@ LINUX_6_12 = KernelQuirks(
     reserved_mem_static_init_late=True, reserved_mem_alloc_next_to_neighbour=True,
     cma_log_node=True, cma_above_4g_first=True)
 
+# Read from Linux 7.2.13: mm/cma.c was split (cma_fixed_reserve(), cma_alloc_mem(),
+# __cma_declare_contiguous_nid(); areas of up to CMA_MAX_RANGES ranges), the "on node"
+# ending is gone again, drivers/of/of_reserved_mem.c validates nodes first.
+LINUX_7_2 = KernelQuirks(
+    max_cma_areas_extra=0, max_order_default=10, max_order_inclusive=True, pageblock_follows_thp=True,
+    memreserve_scanned_first=False, reserved_mem_sorted_before_alloc=False,
+    reserved_mem_static_init_late=True, reserved_mem_alloc_next_to_neighbour=True,
+    cma_log_node=False, cma_above_4g_first=True, cma_log_rounded_size=False,
+    cma_boundary_check_late=True, cma_slot_checked_last=True, dma_cmdline_limit_wins=True,
+    pageblock_max_order_config=True,
+    reserved_mem_validate_first=True, reserved_mem_reg_first_only=True)
+
 # (major, minor) -> its quirks; the only place that knows which kernels are modelled.
-KERNEL_QUIRKS: dict[tuple[int, int], KernelQuirks] = {(6, 1): LINUX_6_1, (6, 12): LINUX_6_12}
+KERNEL_QUIRKS: dict[tuple[int, int], KernelQuirks] = {(6, 1): LINUX_6_1, (6, 12): LINUX_6_12,
+                                                      (7, 2): LINUX_7_2}
+
+# Where a modelled entry's range ends before the next entry: the first version known
+# to behave differently, and what changed there.  Versions from it up to the next
+# modelled entry are refused.
+KNOWN_BREAKS: dict[tuple[int, int], tuple[tuple[int, int], str]] = {
+    (6, 1): ((6, 4), "v6.4 redefines MAX_ORDER (include/linux/mmzone.h, commit 23baf831a32c) "
+                     "and ARCH_FORCE_MAX_ORDER's default"),
+    (6, 12): ((6, 15), "v6.15 splits mm/cma.c's cma_declare_contiguous_nid() "
+                       "(multi-range areas; the log lines change)"),
+}
 
 
 def modelled_versions() -> str:
-    """The modelled kernels for a message, e.g. ``"6.1 and 6.12"``."""
-    return " and ".join(f"{major}.{minor}" for major, minor in KERNEL_QUIRKS)
+    """The modelled kernels for a message, e.g. ``"6.1-6.3, 6.12-6.14 and 7.2 or later"``."""
+    names = []
+    for version in sorted(KERNEL_QUIRKS):
+        first = ".".join(map(str, version))
+        newer = [v for v in KERNEL_QUIRKS if v > version]
+        if version in KNOWN_BREAKS:
+            end = KNOWN_BREAKS[version][0]
+            names.append(f"{first}-{end[0]}.{end[1] - 1}" if end[1] else first)
+        elif not newer:
+            names.append(f"{first} or later")
+        else:
+            names.append(f"{first} up to {'.'.join(map(str, min(newer)))}")
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
+class UnmodelledKernel(InputError):
+    """The kernel version is one the oracle does not model (see :func:`quirks_for`).
+
+    A run goes on without predictions: each cell without a matrix ``expect``
+    gets an UNPREDICTABLE expectation carrying this message.
+    """
 
 
 def quirks_for(version: tuple[int, int]) -> KernelQuirks:
     """The :class:`KernelQuirks` of kernel ``version`` (``(major, minor)``, e.g. ``(6, 12)``).
 
+    The entry with the highest modelled version at or below ``version``,
+    unless ``version`` is at or past that entry's :data:`KNOWN_BREAKS` point.
+
     Raises:
-        InputError: the version is not one the oracle models.
+        UnmodelledKernel: the version is older than the oldest modelled one, or in a
+            range where a behaviour is known to change and is not modelled.
     """
-    try:
-        return KERNEL_QUIRKS[version]
-    except KeyError:
-        raise InputError(f"the cma= oracle models Linux {modelled_versions()}, not "
-                         f"{'.'.join(map(str, version))}") from None
+    name = ".".join(map(str, version))
+    base = max((v for v in KERNEL_QUIRKS if v <= version), default=None)
+    if base is None:
+        raise UnmodelledKernel(f"the cma= oracle models Linux {modelled_versions()}, not {name}")
+    if base in KNOWN_BREAKS and version >= KNOWN_BREAKS[base][0]:
+        raise UnmodelledKernel(f"the cma= oracle models Linux {modelled_versions()}, not {name}: "
+                         f"{KNOWN_BREAKS[base][1]}")
+    return KERNEL_QUIRKS[base]
