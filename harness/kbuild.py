@@ -58,15 +58,19 @@ Progress = Callable[[str], None]
 class KernelSource:
     """Where the kernel source comes from.
 
-    ``identity`` is a content digest: SHA-256 of a tarball's bytes, or for a
-    directory its git HEAD plus a digest of uncommitted changes (or, outside
-    git, of every file's path, size and mtime).
+    ``identity`` names the content: SHA-256 of a tarball's bytes; for a git work
+    tree ``git:<HEAD>`` when it is clean, ``git:<HEAD>+dirty:<digest>`` when it
+    has uncommitted changes or untracked (not ignored) files; for another
+    directory a digest of every file's path, size and mtime.  ``git`` says the
+    directory is a git work tree: only the files git tracks or would track are
+    copied (:func:`_unpack`).
     """
 
     path: Path
     is_tarball: bool
     identity: str
     version: str  # "VERSION.PATCHLEVEL", e.g. "6.1": picks per-base patches
+    git: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,12 +168,6 @@ def check_host_tools() -> str:
     return out.stdout.splitlines()[0].strip()
 
 
-def _git(directory: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
-    ).stdout
-
-
 def _makefile_version(text: str) -> str | None:
     """``VERSION.PATCHLEVEL`` from the top-level kernel Makefile's text."""
     v = re.search(r"^VERSION = (\d+)$", text, re.M)
@@ -224,11 +222,15 @@ def install_debian_source(path: Path, progress: Progress) -> Path:
 
 
 def resolve_source(path: Path) -> KernelSource:
-    """Identify a kernel source given as a tarball or a directory.
+    """Identify a kernel source given as a tarball or a directory (see :class:`KernelSource`).
 
     Raises:
-        InputError: the path does not exist, is not readable, or is a directory
-            without a top-level kernel ``Makefile``.
+        InputError: the path does not exist or is not readable; it is not a kernel
+            tarball or tree (a top-level ``Makefile`` with ``VERSION`` and
+            ``PATCHLEVEL``, and ``Kconfig``); its version is older than
+            :data:`MIN_VERSION`; a directory outside git was built in place
+            (``.config``); git cannot read a git work tree.
+        EnvironmentProblem: the directory is a git work tree and git is not installed.
     """
     if path.is_file():
         if not os.access(path, os.R_OK):
@@ -236,48 +238,170 @@ def resolve_source(path: Path) -> KernelSource:
         version = _tarball_version(path)
         if version is None:
             raise InputError(f"cannot unpack {path}: not a kernel source tarball")
+        _check_supported(path, version)
         return KernelSource(path, True, file_digest(path), version)
     if path.is_dir():
-        makefile = path / "Makefile"
-        version = _makefile_version(makefile.read_text()) if makefile.is_file() else None
-        if version is None or not (path / "Kconfig").is_file():
-            raise InputError(f"kernel source {path} is not a kernel tree (no Makefile/Kconfig)")
-        if (path / ".git").exists():
-            head = _git(path, "rev-parse", "HEAD").strip()
-            dirty = _git(path, "diff", "HEAD") + _git(path, "status", "--porcelain")
-            return KernelSource(path, False, digest(["git", head, dirty]), version)
-        parts: list[str] = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                st = os.stat(os.path.join(root, name))
-                rel = os.path.relpath(os.path.join(root, name), path)
-                parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
-        return KernelSource(path, False, digest(parts), version)
+        return _resolve_tree(path)
     raise InputError(f"kernel source {path} does not exist (install linux-source-6.1 or pass --kernel-src)")
 
 
+MIN_VERSION = (6, 1)  # the oldest base the series and the oracle know
+
+
+def _check_supported(path: Path, version: str) -> None:
+    """Raise InputError for a kernel older than :data:`MIN_VERSION`."""
+    if tuple(int(n) for n in version.split(".")) < MIN_VERSION:
+        raise InputError(f"kernel source {path} is Linux {version}: cma-harness needs "
+                         f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer")
+
+
+# What `make` leaves in a tree built in place, as the top Makefile's check for O= builds
+# names them ("The source tree is not clean"); a copy of such a tree would be gigabytes.
+_IN_PLACE_BUILD = (".config", "include/config", "arch/*/include/generated")
+
+
+def _resolve_tree(path: Path) -> KernelSource:
+    """:func:`resolve_source` for a directory."""
+    makefile = path / "Makefile"
+    try:
+        version = _makefile_version(makefile.read_text(errors="replace")) if makefile.is_file() else None
+    except OSError as exc:
+        raise InputError(f"kernel source {path}: cannot read its Makefile ({exc.strerror})") from exc
+    if version is None or not (path / "Kconfig").is_file():
+        raise InputError(f"kernel source {path} is not a kernel tree (no Makefile/Kconfig)")
+    _check_supported(path, version)
+    if (path / ".git").exists():
+        return KernelSource(path, False, _git_identity(path), version, git=True)
+    built = [str(p.relative_to(path)) for name in _IN_PLACE_BUILD for p in sorted(path.glob(name))]
+    if built:
+        raise InputError(f"kernel source {path} was built in place ({built[0]} exists): "
+                         "run 'make mrproper' there, or give a git work tree or a tarball")
+    parts: list[str] = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.lstat(os.path.join(root, name))
+            rel = os.path.relpath(os.path.join(root, name), path)
+            parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+    return KernelSource(path, False, digest(parts), version)
+
+
+def _git(directory: Path, *args: str) -> bytes:
+    """Output of ``git -C directory args`` (no shell, no optional index writes).
+
+    Raises:
+        InputError: git failed (its first line of stderr is quoted).
+        EnvironmentProblem: git is not installed.
+    """
+    argv = ["git", "--no-optional-locks", "-C", str(directory), *args]
+    try:
+        result = subprocess.run(argv, capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem(f"kernel source {directory} is a git work tree and git is not "
+                                 "installed: apt-get install git") from exc
+    if result.returncode != 0:
+        said = (result.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        raise InputError(f"kernel source {directory}: git {args[0]} failed: {said[:300]}")
+    return result.stdout
+
+
+def _git_names(directory: Path, *which: str) -> list[str]:
+    """``git ls-files -z`` of ``directory`` (``which``: ``--cached``, ``--others``), relative
+    to it, each once; ``--others`` leaves out what ``.gitignore`` ignores."""
+    out = _git(directory, "ls-files", "-z", *which, "--exclude-standard", "--", ".")
+    return list(dict.fromkeys(os.fsdecode(n) for n in out.split(b"\0") if n))
+
+
+def _entry_digest(path: Path) -> str:
+    """A file's content digest; a link's target; ``dir`` for a directory (a nested repository)."""
+    if path.is_symlink():
+        return "link:" + os.readlink(path)
+    return file_digest(path) if path.is_file() else "dir"
+
+
+def _git_identity(path: Path) -> str:
+    """``git:<HEAD>``, plus ``+dirty:<digest>`` of the uncommitted diff (staged or not, binary
+    files included) and every untracked, not ignored file's name and content.
+
+    Raises:
+        InputError: git cannot read the tree (no commit yet, unsafe ownership, ...).
+    """
+    head = _git(path, "rev-parse", "--verify", "HEAD").decode().strip()
+    diff = _git(path, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+                "--", ".")
+    untracked = [f"{name}\0{_entry_digest(path / name)}" for name in _git_names(path, "--others")]
+    if not diff and not untracked:
+        return f"git:{head}"
+    return f"git:{head}+dirty:{digest([diff, *untracked])[:16]}"
+
+
 def _unpack(source: KernelSource, dest: Path) -> None:
-    """Unpack a tarball (its single top directory stripped) or copy a directory to ``dest``."""
+    """Unpack a tarball (its single top directory stripped) or copy a directory to ``dest``.
+
+    A git work tree gives only the files git tracks (as they are in the work tree,
+    changes included) and the untracked files it does not ignore: never ``.git``,
+    nor a build's outputs.  Another directory is copied whole but ``.git``.
+
+    Raises:
+        InputError: the tarball cannot be unpacked or holds an unsafe entry (see
+            :func:`unsafe_entries`); the tree cannot be copied.
+    """
     dest.mkdir(parents=True)
     if source.is_tarball:
-        # Owners and modes as a user's would be, even when run as root.
-        result = subprocess.run(
-            ["tar", "-xf", str(source.path), "-C", str(dest), "--strip-components=1",
-             "--no-same-owner", "--no-same-permissions"],
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise InputError(f"cannot unpack {source.path}: {result.stderr.strip()[:300]}")
-        if not (dest / "Makefile").is_file():
-            raise InputError(f"{source.path} does not hold a kernel tree at its top directory")
-        bad = unsafe_entries(dest)
-        if bad:
-            raise InputError(f"{source.path}: refusing a kernel tarball that holds {bad[0]}"
-                             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+        _untar(source.path, dest)
+    elif source.git:
+        _copy_git_tree(source.path, dest)
     else:
         shutil.copytree(source.path, dest, symlinks=True, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".git"))
+
+
+def _untar(tarball: Path, dest: Path) -> None:
+    """Extract ``tarball``'s single top directory into ``dest`` (see :func:`_unpack`)."""
+    # Owners and modes as a user's would be, even when run as root.
+    result = subprocess.run(
+        ["tar", "-xf", str(tarball), "-C", str(dest), "--strip-components=1",
+         "--no-same-owner", "--no-same-permissions"],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise InputError(f"cannot unpack {tarball}: {result.stderr.strip()[:300]}")
+    if not (dest / "Makefile").is_file():
+        raise InputError(f"{tarball} does not hold a kernel tree at its top directory")
+    bad = unsafe_entries(dest)
+    if bad:
+        raise InputError(f"{tarball}: refusing a kernel tarball that holds {bad[0]}"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+
+
+def _copy_git_tree(tree: Path, dest: Path) -> None:
+    """Copy the files of git work tree ``tree`` that :func:`_unpack` names into ``dest``.
+
+    One ``tar -c | tar -x`` pipe over ``git ls-files``: links stay links, modes
+    follow the umask, a tracked file deleted in the work tree is left out.
+
+    Raises:
+        InputError: git or tar failed.
+    """
+    names = [n for n in _git_names(tree, "--cached", "--others") if os.path.lexists(tree / n)]
+    with tempfile.TemporaryDirectory(prefix=".cma-harness-copy-", dir=dest.parent) as tmp:
+        listing, errors = Path(tmp) / "files", Path(tmp) / "tar-c.err"
+        listing.write_bytes(b"".join(os.fsencode(n) + b"\0" for n in names))
+        with errors.open("wb") as err:
+            create = subprocess.Popen(
+                ["tar", "-C", str(tree), "--null", "--verbatim-files-from", "--no-recursion",
+                 "-T", str(listing), "-cf", "-"], stdout=subprocess.PIPE, stderr=err)
+            assert create.stdout is not None
+            extract = subprocess.Popen(
+                ["tar", "-C", str(dest), "-xf", "-", "--no-same-owner", "--no-same-permissions"],
+                stdin=create.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            create.stdout.close()  # tar -c sees a broken pipe if tar -x dies
+            _, extract_err = extract.communicate()
+            created = create.wait()
+        said = errors.read_bytes() if created else extract_err if extract.returncode else b""
+    if created or extract.returncode:
+        first = (said.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        raise InputError(f"cannot copy the kernel tree {tree}: tar: {first[:300]}")
 
 
 def unsafe_entries(tree: Path) -> list[str]:
