@@ -4,9 +4,13 @@ Everything is cached under ``cache_root()``, keyed by content:
 
 * ``trees/src-<source-key>/``: one unpacked tree per kernel source; the
   series is switched in place, patch by patch (:func:`harness.series.switch_series`);
-* ``build/<config-key>/``: one ``O=`` build directory per source, defconfig,
-  fragments and toolchain, so a changed series rebuilds only what its
-  patches touch (make's own dependency tracking), as a developer's tree does;
+* ``trees/src-<source-key>/.o-<config-key>/``: one ``O=`` build directory per
+  source, defconfig, fragments and toolchain, so a changed series rebuilds only
+  what its patches touch (make's own dependency tracking), as a developer's
+  tree does.  It sits directly inside the tree, so Kbuild uses the relative
+  ``srctree := ..`` (top Makefile: "building in a subdirectory of the source
+  tree") and no compiler command line names the tree's path: ccache then hits
+  across trees of the same content, e.g. a user's git tree at a new commit;
 * ``kernels/<build-key>/``: the artifacts (build key = source + series digest +
   defconfig + every fragment's content + toolchain version + recipe version).
 
@@ -682,6 +686,17 @@ def config_key(request: BuildRequest, toolchain: str) -> str:
     return digest([request.source.identity, request.defconfig, *frag_parts, toolchain])[:16]
 
 
+def build_dir(tree: Path, request: BuildRequest, toolchain: str) -> Path:
+    """The ``O=`` directory of ``request`` in ``tree`` (created): ``<tree>/.o-<config key>``.
+
+    A direct subdirectory of the tree, so that Kbuild builds with ``srctree := ..``
+    (see the module docstring).
+    """
+    outdir = tree / f".o-{config_key(request, toolchain)}"
+    outdir.mkdir(parents=True, exist_ok=True)
+    return outdir
+
+
 def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: Progress) -> KernelBuild:
     found = cached_build(request, toolchain)  # another run may have built it while we waited
     if found:
@@ -690,8 +705,7 @@ def _build_locked(request: BuildRequest, toolchain: str, tree: Path, progress: P
     prepare_tree(request.source, request.series, tree, progress)
     kernels = cache_root() / "kernels"
     kernels.mkdir(parents=True, exist_ok=True)
-    outdir = cache_root() / "build" / f"cfg-{config_key(request, toolchain)}"
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = build_dir(tree, request, toolchain)
     staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=kernels))
     log = staging / "build.log"
     make = _MakeRunner(tree, outdir, log, progress)
@@ -760,8 +774,7 @@ def install_headers(request: BuildRequest, dest: Path, progress: Progress) -> Pa
     dest.mkdir(parents=True, exist_ok=True)
     with locked_tree(request.source) as tree:
         prepare_tree(request.source, request.series, tree, progress)
-        outdir = cache_root() / "build" / f"cfg-{config_key(request, toolchain)}"
-        outdir.mkdir(parents=True, exist_ok=True)
+        outdir = build_dir(tree, request, toolchain)
         make = _MakeRunner(tree, outdir, dest / "headers.log", progress)
         _configure(make, request)
         make("headers_install", f"INSTALL_HDR_PATH={dest}")
