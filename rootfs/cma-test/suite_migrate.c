@@ -32,6 +32,7 @@ struct mig {
 	struct mig_chunk *chunks;
 	size_t n, maxchunks;
 	long long cma_free0, floor_kb, nballast;
+	bool stopped_low;	/* the fill stopped at MemAvailable's floor */
 	u64 free0, want, target, ours;
 	int pagemap;
 	void *pagebuf;
@@ -267,10 +268,22 @@ static void mig_fill_memory(struct ktap *k, struct ctx *c, struct mig *m)
 	while (m->n < m->maxchunks && m->ours < m->target) {
 		struct mig_chunk *mc = &m->chunks[m->n];
 		long long mem_free = meminfo_kb("MemFree");
+		long long avail = meminfo_kb("MemAvailable");
 
 		cma_free = meminfo_kb("CmaFree");
 		if (mem_free - cma_free < m->floor_kb)
 			break;
+		/*
+		 * MemFree counts pages a user allocation may not take: on a
+		 * HIGHMEM board, lowmem_reserve keeps tens of MiB of lowmem from
+		 * highmem-capable allocations once HighMem is full.  MemAvailable
+		 * subtracts those reserves; below the floor the next chunk could
+		 * wake the OOM killer.
+		 */
+		if (avail >= 0 && avail < m->floor_kb) {
+			m->stopped_low = true;
+			break;
+		}
 		ret = mig_fill(mc, (u32)m->n * 0x10001u + 7, m->n & 1,
 			       m->pagebuf);
 		if (ret) {
@@ -294,9 +307,11 @@ static void mig_fill_memory(struct ktap *k, struct ctx *c, struct mig *m)
 		m->n++;
 	}
 	kt_diag(k,
-		"filled %zu MiB (%zu anon, %zu shmem file) in %llu ms; CmaFree %lld -> %lld kB, MemFree %lld kB",
+		"filled %zu MiB (%zu anon, %zu shmem file) in %llu ms; CmaFree %lld -> %lld kB, MemFree %lld kB, MemAvailable %lld kB%s",
 		m->n, nanon, nfile, (now_ns() - t0) / 1000000, m->cma_free0,
-		meminfo_kb("CmaFree"), meminfo_kb("MemFree"));
+		meminfo_kb("CmaFree"), meminfo_kb("MemFree"),
+		meminfo_kb("MemAvailable"),
+		m->stopped_low ? " (stopped: MemAvailable at the floor)" : "");
 }
 
 /* The allocation has to migrate everything we put into the area. */
