@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps run test test-git-tree lint unit bench bench-cold
+.PHONY: deps run test lint unit bench bench-cold
 
 deps:
 	@scripts/install-deps.sh
@@ -29,11 +29,6 @@ test: lint
 	@$(VENV)/bin/cma-harness build --kernel-src $(KERNEL_612)
 	@$(VENV)/bin/cma-harness build --kernel-src $(KERNEL_72)
 	@$(PY) -m pytest -q
-
-# The own_kernel tests (tests/test_git_tree.py: a 7.2 git work tree with a user commit, then
-# one that breaks CMA accounting) build kernels nothing else shares: 25 minutes cold.
-test-git-tree: deps
-	@CMA_HARNESS_OWN_KERNEL_TESTS=1 $(PY) -m pytest -q tests/test_git_tree.py
 
 bench: deps
 	@$(PY) bench/bench_cell.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -40,17 +39,3 @@ def kernel_tree(tmp_path: Path) -> Path:
     (tree / "Kconfig").write_text("")
     return tree
 
-
-OWN_KERNEL_ENV = "CMA_HARNESS_OWN_KERNEL_TESTS"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``own_kernel`` tests (each builds kernels nothing else shares, 12+ minutes cold)
-    unless ``CMA_HARNESS_OWN_KERNEL_TESTS=1``; ``make test-git-tree`` sets it."""
-    if os.environ.get(OWN_KERNEL_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason=f"builds kernels of its own (12+ min cold); set {OWN_KERNEL_ENV}=1 "
-                                   "or run make test-git-tree")
-    for item in items:
-        if "own_kernel" in item.keywords:
-            item.add_marker(skip)
