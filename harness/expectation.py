@@ -11,7 +11,7 @@ it to the host that runs the cell) and judges a boot with :meth:`Expectation.jud
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -162,3 +162,17 @@ def plan_expectation(cell: Cell, full_cmdline: str,
         return Expectation.from_oracle(oracle.predict(full_cmdline, boot))
     except InputError as exc:
         return Expectation.unpredictable(f"the cma= oracle cannot predict this cell: {exc}")
+
+
+def mark_unbootable(cell: Cell, expectation: Expectation) -> Cell:
+    """``cell`` marked ``xfail`` when the oracle predicts its guest cannot reach the shell.
+
+    E.g. a ``mem=`` that ends below the initrd QEMU loaded: arm_memblock_init()
+    prints "INITRD: ... is not a memory region - disabling initrd" and there is
+    no initramfs to run (the prediction's ``unbootable``).  A cell the matrix
+    already marks ``xfail`` or ``skip`` keeps its own mark.
+    """
+    prediction = expectation.prediction
+    if prediction is None or not prediction.unbootable or cell.xfail or cell.skip:
+        return cell
+    return replace(cell, xfail=f"the cma= oracle predicts no shell: {prediction.unbootable}")

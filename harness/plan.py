@@ -28,7 +28,7 @@ from harness.cache import file_digest
 from harness.cmdline import validate_cmdline
 from harness.doctor import preflight
 from harness.errors import InputError
-from harness.expectation import Expectation, plan_expectation
+from harness.expectation import Expectation, mark_unbootable, plan_expectation
 from harness.integrity import recorded_digests
 from harness.job import Artifact, CellJob
 from harness.matrix import Cell, Matrix, filter_cells, load_matrix
@@ -411,6 +411,7 @@ def _planned(cell: Cell, ready: Prepared, provenance: results.Provenance, artifa
     """The job of ``cell`` on ``ready``'s board: its boot, expectation and :class:`CellJob`."""
     spec = boot_spec(ready, cell.cmdline)
     expectation = plan_expectation(cell, spec.cmdline, ready.boot)
+    cell = mark_unbootable(cell, expectation)
     job = CellJob(cell, replace(spec.board, file=None), board_toml, Artifact(spec.zimage, artifacts.zimage),
                   None if spec.dtb is None or artifacts.dtb is None else Artifact(spec.dtb, artifacts.dtb),
                   Artifact(spec.initrd, artifacts.initrd), spec.cmdline, expectation, provenance)

@@ -49,3 +49,18 @@ def test_a_kernel_the_oracle_does_not_model_leaves_cells_unpredictable_not_the_r
     cell = Cell("vexpress-a9", "cma=64M")
     got = plan_expectation(cell, "console=ttyAMA0 cma=64M", why)
     assert got.source is ExpectationSource.UNPREDICTABLE and "not 6.8" in got.error
+
+
+def test_a_cell_the_oracle_predicts_unbootable_is_marked_xfail_unless_the_matrix_marked_it() -> None:
+    from dataclasses import replace
+
+    from harness.expectation import mark_unbootable
+    from harness.matrix import Cell
+
+    cell = Cell("vexpress-a9", "mem=128M cma=32M")
+    dead = replace(_prediction(None), unbootable="the initrd at 0x68000000 is outside memory")
+    marked = mark_unbootable(cell, Expectation.from_oracle(dead))
+    assert marked.xfail == "the cma= oracle predicts no shell: the initrd at 0x68000000 is outside memory"
+    assert mark_unbootable(cell, Expectation.from_oracle(_prediction(None))) == cell
+    own = replace(cell, xfail="known")
+    assert mark_unbootable(own, Expectation.from_oracle(dead)).xfail == "known"
