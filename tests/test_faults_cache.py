@@ -72,7 +72,9 @@ class Watched:
             todo = [self.proc.pid]
             while todo:
                 for pid, args in children.get(todo.pop(), []):
-                    if pid not in self.seen:
+                    # A child seen between fork and exec still shows its parent's command
+                    # line: look again when it changes, or QEMU goes unnoticed.
+                    if self.seen.get(pid) != args:
                         self.seen[pid] = args
                         self._note_guest(pid, args)
                     todo.append(pid)
