@@ -71,9 +71,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     sel = plan.select_cells(cliargs.run_request(args))
     if args.list:
         return _list_cells(sel)
+    if sel.request.hosts:
+        from harness.hostexec import check_host_keys  # fabric: only where hosts are driven
+        check_host_keys(sel.request.hosts)
     with Reporter(out) as rep:
         planned = plan.plan_run(sel, rep, host_check=preflight, build=_prepare)
-    return run.execute(planned, run.local_executor(planned.request, out), out, err)
+    return run.execute(planned, run.executor_for(planned.request, out), out, err)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -93,7 +96,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the host for the given boards (default: the default matrix's); one ``ok:`` line per check."""
     names = args.board or list(dict.fromkeys(c.board for c in matrix.load_matrix().cells))
-    findings = examine([boards.load_board(name) for name in names])
+    findings = examine([boards.load_board(name) for name in names], need_build=not args.cells_only)
     raise_if_problems(findings.problems)  # main prints one error line per problem
     for line in findings.passed:
         out.print(f"ok: {line}", markup=False)

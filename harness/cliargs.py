@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from harness import cellcmd, compare, kbuild, matrix, plan
+from harness.hosts import configured_hosts
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("-o", "--results", type=Path, default=Path("results"),
                    help="results root directory (default: %(default)s)")
     r.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="run up to N guests at once (default: CPU count, %(default)s)")
+                   help="run up to N guests at once here (default: CPU count, %(default)s; "
+                        "0 with --hosts: only on the hosts)")
+    r.add_argument("--hosts", type=Path, metavar="FILE",
+                   help="also run cells on the SSH hosts of this TOML file (default: [hosts] of "
+                        "~/.config/cma-harness/config.toml, if any)")
+    r.add_argument("--no-hosts", action="store_true", help="ignore the user config's [hosts]")
     r.add_argument("--retries", type=int, default=0, metavar="N",
                    help="rerun a failed cell up to N times; one that passes on a retry is marked flaky")
     r.add_argument("--resume", type=Path, metavar="DIR",
@@ -84,6 +90,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check this host has every tool a build and boot need (seconds)")
     d.add_argument("--board", action="append", metavar="NAME",
                    help="check QEMU knows this board (repeatable; default: the default matrix's boards)")
+    d.add_argument("--cells-only", action="store_true",
+                   help="check only what running cells needs (QEMU, Python), not building kernels")
     _boards_dir(d)
     cellcmd.add_parser(sub)  # ``cell`` (and ``judge``): dispatched by cli.main()
     return parser
@@ -95,6 +103,13 @@ def kernel_inputs(args: argparse.Namespace) -> plan.KernelInputs:
 
 
 def run_request(args: argparse.Namespace) -> plan.RunRequest:
-    """The :class:`~harness.plan.RunRequest` of ``run``'s arguments, as given (checked when selecting)."""
+    """The :class:`~harness.plan.RunRequest` of ``run``'s arguments, as given (checked when selecting).
+
+    Its hosts are read here (``--hosts``, else the user config's ``[hosts]``).
+
+    Raises:
+        InputError: a bad hosts file (:func:`harness.hosts.load_hosts`).
+    """
+    hosts = () if args.no_hosts else tuple(configured_hosts(args.hosts))
     return plan.RunRequest(args.matrix, args.board, args.cmdline, kernel_inputs(args), args.jobs,
-                           args.retries, args.results, args.resume)
+                           args.retries, args.results, args.resume, hosts)

@@ -29,6 +29,10 @@ OnResult = Callable[[CellResult], None]
 class Executor(Protocol):
     """Runs planned cells, handing each result back the moment its cell finishes."""
 
+    def describe(self, cells: int) -> str:
+        """How ``cells`` cells will run, e.g. ``2 at a time``."""
+        ...
+
     def run(self, jobs: Sequence[PlannedCell], log_path: LogPath, on_result: OnResult) -> list[CellResult]:
         """Run ``jobs``, writing each console log to ``log_path(job.slug)``.
 
@@ -85,6 +89,10 @@ class LocalExecutor:
     retries: int
     console: Console
     previous: Mapping[str, float] = field(default_factory=dict)
+
+    def describe(self, cells: int) -> str:
+        """``N at a time``: ``parallel``, or fewer when there are fewer cells."""
+        return f"{max(1, min(self.parallel, cells))} at a time"
 
     def run(self, jobs: Sequence[PlannedCell], log_path: LogPath, on_result: OnResult) -> list[CellResult]:
         """See :meth:`Executor.run`; :func:`harness.runner.run_jobs` does the work."""

@@ -29,6 +29,7 @@ from harness.cmdline import validate_cmdline
 from harness.doctor import preflight
 from harness.errors import InputError
 from harness.expectation import Expectation, mark_unbootable, plan_expectation
+from harness.hosts import Host, check_host_files
 from harness.integrity import recorded_digests
 from harness.job import Artifact, CellJob
 from harness.matrix import Cell, Matrix, filter_cells, load_matrix
@@ -64,6 +65,7 @@ class RunRequest:
         jobs: guests at once (``-j``); retries: reruns of a failed cell.
         results: the results root (``-o``).
         resume: the unfinished run directory to complete, or None.
+        hosts: SSH hosts that run cells too (``--hosts``); with hosts, ``jobs`` may be 0.
     """
 
     matrix: Path
@@ -74,6 +76,7 @@ class RunRequest:
     retries: int
     results: Path
     resume: Path | None = None
+    hosts: tuple[Host, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,9 @@ def select_cells(request: RunRequest) -> Selection:
     # A broken board file is refused before anything runs.
     loaded = {name: load_board(name) for name in dict.fromkeys(c.board for c in cells)}
     check_full_cmdlines(str(mat.path), cells, loaded)
-    if request.jobs < 1:
-        raise InputError("-j/--jobs must be at least 1")
+    if request.jobs < (0 if request.hosts else 1):
+        raise InputError("-j/--jobs must be at least 1 (0 only with --hosts: cells on the hosts only)")
+    check_host_files(request.hosts)
     if request.retries < 0:
         raise InputError("--retries must be 0 or more")
     return Selection(request, mat, tuple(cells), loaded, resumed_keys)

@@ -28,6 +28,16 @@ def local_executor(request: RunRequest, console: Console) -> LocalExecutor:
     return LocalExecutor(request.jobs, request.retries, console, results.previous_seconds(request.results))
 
 
+def executor_for(request: RunRequest, console: Console) -> Executor:
+    """:func:`local_executor`, or with ``request.hosts`` a :class:`~harness.hostexec.HostsExecutor`
+    (imported only then: fabric is needed on the machine that drives hosts, not on a host)."""
+    if not request.hosts:
+        return local_executor(request, console)
+    from harness.hostexec import HostsExecutor
+    return HostsExecutor(request.hosts, request.jobs, request.retries, console,
+                         results.previous_seconds(request.results))
+
+
 def open_run_dir(plan: RunPlan) -> tuple[results.ResultsDir, set[str]]:
     """The run's results directory with its provenance written, and the slugs of cells already done.
 
@@ -106,8 +116,7 @@ def _run_and_publish(plan: RunPlan, todo: Sequence[PlannedCell], executor: Execu
 
     req = plan.request
     try:
-        parallel = max(1, min(req.jobs, len(todo)))
-        out.print(f"running {len(todo)} cell(s) of matrix {plan.matrix.name}, {parallel} at a time"
+        out.print(f"running {len(todo)} cell(s) of matrix {plan.matrix.name}, {executor.describe(len(todo))}"
                   + (f", up to {req.retries} retries each" if req.retries else ""))
         finished = executor.run(todo, run_dir.log_path, write)
         final = run_dir.finish([job.slug for job in plan.jobs], finished)

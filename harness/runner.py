@@ -99,6 +99,11 @@ class CellProgress:
         if self._progress is not None:
             self._progress.stop()
 
+    def note(self, line: str) -> None:
+        """Print ``line`` above the bar (or as a line of its own in CI)."""
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     def finished(self, result: CellResult) -> None:
         """Count one finished cell and show it."""
         with self._lock:
@@ -106,8 +111,9 @@ class CellProgress:
             ok = result.status in (Status.PASS, Status.SKIP)
             self.passed += ok
             self.failed += not ok
+            where = f" on {result.extra['host']}" if "host" in result.extra else ""
             line = (f"[{self.done}/{self.total}] {result.cell.name}: {result.status.value.upper()} "
-                    f"({result.seconds:.1f}s)")
+                    f"({result.seconds:.1f}s){where}")
             if self._progress is not None and self._task is not None:
                 self._progress.console.print(line, markup=False, highlight=False)
                 self._progress.update(self._task, advance=1, passed=self.passed, failed=self.failed)

@@ -34,6 +34,8 @@ packages=(
 	git                              # identifying a user's tree
 	python3-venv                     # .venv
 	debootstrap                      # the clean-root test (make test)
+	openssh-server                   # the SSH-hosts test (tests/test_hosts_integration.py)
+	iproute2                         # its network namespaces (ip netns)
 )
 
 fail() {

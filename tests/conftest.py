@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# A developer's own ~/.config/cma-harness/config.toml (its [hosts] among them) must not
+# change what the tests run, here or in the harness processes they start.
+os.environ["CMA_HARNESS_CONFIG"] = str(Path(__file__).parent / "fixtures" / "no-user-config.toml")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

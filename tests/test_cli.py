@@ -187,8 +187,8 @@ def test_run_list_prints_the_cells_and_plans_nothing(
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["-j", "0"], "-j/--jobs must be at least 1"),
-    (["-j", "-3"], "-j/--jobs must be at least 1"),
+    (["-j", "0"], "-j/--jobs must be at least 1 (0 only with --hosts: cells on the hosts only)"),
+    (["-j", "-3"], "-j/--jobs must be at least 1 (0 only with --hosts: cells on the hosts only)"),
     (["--retries", "-1"], "--retries must be 0 or more"),
 ])
 def test_bad_jobs_and_retries(tmp_path: Path, extra: list[str], message: str,

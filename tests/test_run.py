@@ -221,6 +221,9 @@ class FakeExecutor:
         self.ran: list[str] = []
         self.on_disk_when_handed: list[bool] = []
 
+    def describe(self, cells: int) -> str:
+        return f"{cells} by a fake"
+
     def run(self, jobs: Sequence[PlannedCell], log_path: LogPath, on_result: OnResult) -> list[CellResult]:
         self.ran = [job.cell.cmdline for job in jobs]
         done: dict[str, CellResult] = {}
@@ -261,7 +264,7 @@ def test_each_result_is_written_as_it_finishes_and_the_run_is_published(planned:
     assert props["qemu"] == "QEMU emulator version 9.9.9"
     assert set(json.loads((final / "metrics.json").read_text())) == {job.slug for job in planned.jobs}
     lines = text.getvalue().splitlines()
-    assert lines[0] == "running 3 cell(s) of matrix unit, 2 at a time"
+    assert lines[0] == "running 3 cell(s) of matrix unit, 3 by a fake"  # the executor says how
     assert lines[-2:] == ["3/3 cells met their expectation; results in " + str(final),
                           f"JUnit: {final / 'junit.xml'}"]
 
@@ -283,8 +286,14 @@ def test_a_failed_check_is_exit_status_1_and_retries_are_announced(planned: RunP
     out, text = _console()
     retried = replace(planned, request=replace(planned.request, retries=2, jobs=8))
     assert execute(retried, FakeExecutor({"cma=32M": Status.FAIL}), out, _console()[0]) == 1
-    assert text.getvalue().splitlines()[0] == ("running 3 cell(s) of matrix unit, 3 at a time, "
+    assert text.getvalue().splitlines()[0] == ("running 3 cell(s) of matrix unit, 3 by a fake, "
                                                "up to 2 retries each")
+
+
+def test_the_local_executor_says_how_many_guests_run_at_once() -> None:
+    console = _console()[0]
+    assert LocalExecutor(2, 0, console).describe(3) == "2 at a time"
+    assert LocalExecutor(8, 0, console).describe(3) == "3 at a time"
 
 
 def test_an_interrupted_run_keeps_its_finished_cells_and_resume_runs_only_the_rest(planned: RunPlan) -> None:
