@@ -1,10 +1,11 @@
 """The executor of ``run --hosts``: this machine's ``-j`` slots plus every SSH host's, one queue.
 
-:class:`HostsExecutor` prepares each host at the start of the run, in parallel
-(:meth:`harness.remote.RemoteHost.prepare`); a host that cannot be reached or is
-not ready is reported and left out, a host whose key is not the pinned one
-stops the run (:class:`~harness.remote.HostKeyRejected`, exit 2).  The cells
-then run over all slots (:func:`harness.slots.run_on_slots`); a remote cell's
+:class:`HostsExecutor` prepares every host at the start of the run, in parallel
+(:meth:`harness.remote.RemoteHost.prepare`), while the local slots already run
+cells; a host that cannot be reached or is not ready is reported and left out, a
+host whose key is not the pinned one stops the run
+(:class:`~harness.remote.HostKeyRejected`, exit 2).  Each host's slots join the
+one queue when it is ready (:func:`harness.slots.run_on_slots`); a remote cell's
 result comes back like a local one's with a ``host`` property.  Ctrl-C kills
 the local guests and SIGTERMs every remote ``cma-harness cell`` of the run.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from harness import runner
 from harness.cache import cache_root
 from harness.cell import allow_guests, kill_all_guests
 from harness.cellresult import CellResult
+from harness.errors import EnvironmentProblem
 from harness.executor import LogPath, OnResult, cell_runner
 from harness.hosts import Host
 from harness.plan import PlannedCell
-from harness.remote import HostKeyRejected, HostUnusable, RemoteHost, connect
+from harness.remote import HostUnusable, RemoteHost, connect
 from harness.slots import Slot, run_on_slots
 from harness.wheelhouse import Wheelhouse, wheelhouse
 
@@ -60,76 +62,72 @@ class HostsExecutor:
         return (f"{self.parallel} at a time here and " if self.parallel else "") + \
             f"on {len(self.hosts)} host(s) ({slots} slot(s))"
 
-    def _prepare(self, jobs: Sequence[PlannedCell]) -> None:
-        """Prepare every host in parallel; keep those ready, report the others.
+    def _prepare_host(self, host: Host, wheels: Wheelhouse, jobs: Sequence[PlannedCell], key: str,
+                      say: Callable[[str], None]) -> list[Slot]:
+        """Prepare ``host`` (:meth:`RemoteHost.prepare`); its slots, or none when it is left out.
 
         Raises:
-            HostKeyRejected: a host's key is not the pinned one.
-            EnvironmentProblem: the wheels cannot be made; no slot at all is left.
+            HostKeyRejected: its key is not the pinned one (stops the run).
         """
-        wheels: Wheelhouse = wheelhouse(cache_root())
         boards = {j.job.board.name: j.job.board_toml for j in jobs}
         arts = [a for j in jobs for a in (j.job.zimage, j.job.dtb, j.job.initrd) if a is not None]
-        key = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-        def prepare(host: Host) -> tuple[RemoteHost, float]:
-            start = time.monotonic()
-            remote = RemoteHost(host, key)
+        start = time.monotonic()
+        remote = RemoteHost(host, key)
+        try:
             remote.prepare(wheels, boards, arts)
-            return remote, time.monotonic() - start
+        except HostUnusable as exc:
+            say(f"host {host.name}: left out: {exc}")
+            return []
+        self.ready.append(remote)
+        say(f"host {host.name}: ready, {host.slots} slot(s) ({time.monotonic() - start:.1f}s to prepare)")
+        return [self._remote_slot(remote, jobs) for _ in range(host.slots)]
 
-        with cf.ThreadPoolExecutor(max_workers=max(1, len(self.hosts))) as pool:
-            futures = {pool.submit(prepare, h): h for h in self.hosts}
-            for fut in cf.as_completed(futures):
-                host = futures[fut]
-                try:
-                    remote, seconds = fut.result()
-                except HostKeyRejected:
-                    raise
-                except HostUnusable as exc:
-                    self.console.print(f"host {host.name}: left out: {exc}", markup=False)
-                    continue
-                self.ready.append(remote)
-                self.console.print(f"host {host.name}: ready, {host.slots} slot(s) "
-                                   f"({seconds:.1f}s to prepare)", markup=False)
-        if not self.ready and not self.parallel:
-            from harness.errors import EnvironmentProblem
-            raise EnvironmentProblem("no host can run cells: every host was left out and -j is 0")
-
-    def _slots(self, jobs: Sequence[PlannedCell]) -> list[Slot]:
-        def local(i: int, log: Path) -> CellResult:
+    def _local_slot(self, jobs: Sequence[PlannedCell]) -> Slot:
+        def run(i: int, log: Path) -> CellResult:
             job = runner.Job(jobs[i].cell, log, cell_runner(jobs[i]))
             result = runner.apply_xfail(runner.with_retries(job, self.retries))
             result.extra = {"host": LOCAL, **result.extra}
             return result
+        return Slot(LOCAL, run)
 
-        def remote_of(rh: RemoteHost) -> Slot:
-            def run(i: int, log: Path) -> CellResult:
-                job = runner.Job(jobs[i].cell, log, lambda path: rh.run_cell(jobs[i].job, path))
-                return runner.with_retries(job, self.retries)  # xfail was applied by 'cell' there
-            return Slot(rh.host.name, run)
-
-        slots = [Slot(LOCAL, local) for _ in range(self.parallel)]
-        for rh in self.ready:
-            slots += [remote_of(rh) for _ in range(rh.host.slots)]
-        return slots
+    def _remote_slot(self, rh: RemoteHost, jobs: Sequence[PlannedCell]) -> Slot:
+        def run(i: int, log: Path) -> CellResult:
+            job = runner.Job(jobs[i].cell, log, lambda path: rh.run_cell(jobs[i].job, path))
+            return runner.with_retries(job, self.retries)  # xfail was applied by 'cell' there
+        return Slot(rh.host.name, run)
 
     def _stop(self) -> None:
         deadline = time.monotonic() + 10
         while kill_all_guests() and time.monotonic() < deadline:
             time.sleep(0.05)
         with cf.ThreadPoolExecutor(max_workers=max(1, len(self.ready))) as pool:
-            list(pool.map(lambda rh: rh.stop_cells(), self.ready))
+            list(pool.map(lambda rh: rh.stop_cells(), list(self.ready)))
 
     def run(self, jobs: Sequence[PlannedCell], log_path: LogPath, on_result: OnResult) -> list[CellResult]:
-        """See :meth:`harness.executor.Executor.run`; hosts are prepared first (see the class)."""
-        self._prepare(jobs)
+        """See :meth:`harness.executor.Executor.run`.
+
+        The local slots start at once; each host's join as soon as it is prepared
+        (with ``-j 0`` the run waits for them, and stops if none is ready).
+
+        Raises:
+            HostKeyRejected: a host's key is not the pinned one.
+            EnvironmentProblem: the wheels cannot be made; ``-j 0`` and no host ready.
+        """
+        wheels = wheelhouse(cache_root())
+        key = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         allow_guests()
-        cells = [j.cell for j in jobs]
-        logs = [log_path(j.slug) for j in jobs]
-        with runner.CellProgress(self.console, len(jobs)) as progress:
-            results = run_on_slots(cells, logs, self._slots(jobs), on_result, progress,
-                                   dict(self.previous), self._stop)
+        pool = cf.ThreadPoolExecutor(max_workers=max(1, len(self.hosts)), thread_name_prefix="prepare")
+        try:
+            with runner.CellProgress(self.console, len(jobs)) as progress:
+                later = [pool.submit(self._prepare_host, h, wheels, jobs, key, progress.note)
+                         for h in self.hosts]
+                if not self.parallel and not any(f.result() for f in later):
+                    raise EnvironmentProblem("no host can run cells: every host was left out and -j is 0")
+                results = run_on_slots([j.cell for j in jobs], [log_path(j.slug) for j in jobs],
+                                       [self._local_slot(jobs) for _ in range(self.parallel)], on_result,
+                                       progress, dict(self.previous), self._stop, later)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         self._summary(results)
         return results
 

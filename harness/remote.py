@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import shlex
+import socket
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -36,6 +38,15 @@ if TYPE_CHECKING:
     from fabric import Connection
 
 CONNECT_TIMEOUT_S = 10
+# The property of a remote cell's wall time on this machine, job sent to result back (s):
+# its ``seconds`` (on the host) plus what SSH costs (bench/bench_remote.py).
+REMOTE_SECONDS = "remote.seconds"
+# A machine that vanishes (powered off, its network gone) sends no FIN or RST: SSH keepalives
+# every KEEPALIVE_S put data on the wire, and TCP_USER_TIMEOUT drops the connection when
+# none of it is acknowledged for DEAD_AFTER_S, so a cell there is lost within a minute, not
+# after TCP's ~15 minutes of retransmissions (Linux: tcp(7) TCP_USER_TIMEOUT).
+KEEPALIVE_S = 10
+DEAD_AFTER_S = 45
 
 
 class HostKeyRejected(EnvironmentProblem):
@@ -93,6 +104,10 @@ def connect(host: Host, timeout: float = CONNECT_TIMEOUT_S) -> Connection:
     except BaseException:
         conn.close()  # paramiko keeps the socket of a refused host key open
         raise
+    conn.transport.set_keepalive(KEEPALIVE_S)
+    sock = conn.transport.sock
+    if hasattr(socket, "TCP_USER_TIMEOUT") and isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_S * 1000)
     return conn
 
 
@@ -236,14 +251,16 @@ class RemoteHost:
     def run_cell(self, job: CellJob, log: Path) -> CellResult:
         """Run ``job`` with ``cma-harness cell`` on the host; its log is copied to ``log``.
 
-        The result comes back with its log at ``log`` and ``extra["host"]`` the
-        host's name; xfail is applied there, as ``cell`` does.
+        The result comes back with its log at ``log``, ``extra["host"]`` the
+        host's name and ``extra["remote.seconds"]`` the wall time here; xfail is
+        applied there, as ``cell`` does.
 
         Raises:
             HostLost: the host stopped answering (the cell should run elsewhere).
             HostUnusable: ``cell`` failed on the host for a reason not of the
                 guest (exit 2, e.g. a boot file that differs), or gave no result.
         """
+        start = time.monotonic()
         slug = job.cell.slug
         out = self.jobs / slug
         jobfile = self.jobs / f"{slug}.job.json"
@@ -265,7 +282,9 @@ class RemoteHost:
                 said = " ".join(str(res.stderr).strip().splitlines()[-2:])
                 raise HostUnusable(f"'cma-harness cell' on {self.host.name} refused the job: {said}")
             raise self._lost(RuntimeError(f"'cma-harness cell' ended with status {res.exited}"))
-        return self._fetch(out, slug, log)
+        result = self._fetch(out, slug, log)
+        result.extra[REMOTE_SECONDS] = f"{time.monotonic() - start:.3f}"
+        return result
 
     def _fetch(self, out: PurePosixPath, slug: str, log: Path) -> CellResult:
         try:

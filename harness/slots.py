@@ -14,6 +14,7 @@ silent pass.  :class:`~harness.remote.HostUnusable` (the host is there but
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import queue
 import threading
 from collections import deque
@@ -98,20 +99,51 @@ def _worker(slot: Slot, q: _Queue, logs: Sequence[Path], done: queue.Queue[tuple
         done.put((i, result if result is not None else ("unusable", slot.host, message)))
 
 
+@dataclass
+class _Workers:
+    """The worker threads, and the slots still to come (hosts being prepared)."""
+
+    q: _Queue
+    logs: Sequence[Path]
+    done: queue.Queue[tuple[int, object]]
+    later: list[cf.Future[list[Slot]]]
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, slots: Sequence[Slot]) -> None:
+        for s in slots:
+            t = threading.Thread(target=_worker, args=(s, self.q, self.logs, self.done),
+                                 name=f"slot-{s.host}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def start_ready(self) -> None:
+        """Start the slots of every host whose preparation has finished (re-raises its error)."""
+        for fut in [f for f in self.later if f.done()]:
+            self.later.remove(fut)
+            self.start(fut.result())
+
+    def alive(self) -> bool:
+        return bool(self.later) or any(t.is_alive() for t in self.threads)
+
+
 def run_on_slots(cells: Sequence[Cell], logs: Sequence[Path], slots: Sequence[Slot],
                  on_done: Callable[[CellResult], None], progress: CellProgress,
-                 previous: dict[str, float], on_stop: Callable[[], None]) -> list[CellResult]:
+                 previous: dict[str, float], on_stop: Callable[[], None],
+                 later: Sequence[cf.Future[list[Slot]]] = ()) -> list[CellResult]:
     """Run ``cells`` (logs at ``logs``) on ``slots``; the results in ``cells``' order.
 
     ``on_done`` and ``progress`` see each result in the calling thread as it
-    comes.  ``previous``: seconds by slug (longest first).  ``on_stop``: kills
+    comes.  ``previous``: seconds by slug (longest first).  ``later``: slots that
+    join when their future is done (a host being prepared while the local slots
+    already run; an empty list: the host was left out).  ``on_stop``: kills
     every running guest, here and on the hosts; called when an exception (Ctrl-C
     among them) stops the run, before the workers are joined and it propagates.
 
     Raises:
-        ValueError: no slot.
+        ValueError: no slot now and none to come.
+        Whatever a ``later`` future raised.
     """
-    if not slots:
+    if not slots and not later:
         raise ValueError("no slot to run cells on")
     results: dict[int, CellResult] = {}
 
@@ -125,31 +157,30 @@ def run_on_slots(cells: Sequence[Cell], logs: Sequence[Path], slots: Sequence[Sl
         if cells[i].skip:
             finish(i, skipped_result(cells[i], logs[i]))
     q = _Queue(deque(i for i in order if not cells[i].skip))
-    done: queue.Queue[tuple[int, object]] = queue.Queue()
-    workers = [threading.Thread(target=_worker, args=(s, q, logs, done), name=f"slot-{s.host}", daemon=True)
-               for s in slots]
-    for w in workers:
-        w.start()
+    workers = _Workers(q, logs, queue.Queue(), list(later))
     try:
-        _collect(cells, logs, q, done, workers, finish, results, progress)
+        workers.start(slots)
+        _collect(cells, logs, workers, finish, results, progress)
     except BaseException:
         with q.lock:
             q.stop = True
             q.pending.clear()
         on_stop()
-        for w in workers:
+        for w in workers.threads:
             w.join(timeout=30)
         raise
     return [results[i] for i in range(len(cells))]
 
 
-def _collect(cells: Sequence[Cell], logs: Sequence[Path], q: _Queue, done: queue.Queue[tuple[int, object]],
-             workers: Sequence[threading.Thread], finish: Callable[[int, CellResult], None],
-             results: dict[int, CellResult], progress: CellProgress) -> None:
-    """Take results from ``done`` until every cell has one; orphans become infrastructure errors."""
+def _collect(cells: Sequence[Cell], logs: Sequence[Path], workers: _Workers,
+             finish: Callable[[int, CellResult], None], results: dict[int, CellResult],
+             progress: CellProgress) -> None:
+    """Take results until every cell has one; orphans become infrastructure errors."""
+    q, done = workers.q, workers.done
     while len(results) < len(cells):
+        workers.start_ready()
         try:
-            i, got = done.get(timeout=0.5)
+            i, got = done.get(timeout=0.2)
         except queue.Empty:
             i, got = -1, None
         for line in q.take_news():
@@ -160,11 +191,11 @@ def _collect(cells: Sequence[Cell], logs: Sequence[Path], q: _Queue, done: queue
             finish(i, got)
         elif isinstance(got, tuple):
             finish(i, infra_error(cells[i], logs[i], got[1], got[2]))
-        if not any(w.is_alive() for w in workers) and done.empty():
+        if not workers.alive() and done.empty():
             with q.lock:
                 orphans, lost = list(q.pending), dict(q.lost)
                 q.pending.clear()
-            why = "; ".join(lost.values()) or "every slot stopped"
+            why = "; ".join(lost.values()) or "no host could take it"
             for j in orphans:
                 finish(j, infra_error(cells[j], logs[j], ",".join(lost) or "none",
                                       f"no host left to run the cell: {why}"))

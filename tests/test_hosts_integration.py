@@ -72,8 +72,11 @@ def test_a_hosts_run_has_the_same_testcases_as_a_local_run(hosts: list[TestHost]
     for suite, cases in new.items():
         assert set(cases) - {"@host"} == set(base[suite]) - {"@host"}, suite
         assert all(v in ("passed", "Skipped") for k, v in cases.items() if k != "@host"), cases
-    # Every slot took at least one cell: the longest-first queue feeds all three.
-    assert {c["@host"] for c in new.values()} == {"local", *(h.name for h in hosts)}
+    # The local slot starts at once; the hosts join when prepared (a venv made: ~10 s) and
+    # take cells from the same queue.
+    used = {c["@host"] for c in new.values()}
+    assert "local" in used and used & {h.name for h in hosts}, used
+    assert used <= {"local", *(h.name for h in hosts)}
     compare = subprocess.run([*CLI, "compare", str(tmp_path / "local" / "latest"),
                               str(tmp_path / "hosts" / "latest"), "-o", str(tmp_path / "cmp")],
                              capture_output=True, text=True, cwd=REPO, timeout=120)
