@@ -19,6 +19,7 @@ nothing the user wrote reaches a remote shell unquoted.
 from __future__ import annotations
 
 import io
+import logging
 import shlex
 import socket
 import threading
@@ -77,6 +78,16 @@ def _policy(host: Host) -> Any:
     return Pinned()
 
 
+def _quiet_paramiko() -> None:
+    """paramiko logs a dropped connection with a traceback (its transport thread, level ERROR),
+    which Python's last-resort handler would print on stderr: every fault here is reported
+    by the harness itself, once, in one line."""
+    log = logging.getLogger("paramiko")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+
 def connect(host: Host, timeout: float = CONNECT_TIMEOUT_S) -> Connection:
     """An open fabric connection to ``host`` with its key checked against ``host.known_hosts``.
 
@@ -87,6 +98,7 @@ def connect(host: Host, timeout: float = CONNECT_TIMEOUT_S) -> Connection:
     """
     from fabric import Config, Connection
 
+    _quiet_paramiko()
     if not host.key.is_file():
         raise InputError(f"host {host.name}: key file {host.key} does not exist")
     conn = Connection(host.address, user=host.user, port=host.port, connect_timeout=int(timeout),
@@ -167,6 +179,8 @@ class RemoteHost:
 
     def _check(self, argv: Sequence[str], what: str, timeout: float | None = 300) -> str:
         res = self.sh(argv, timeout)
+        if res.exited == -1:  # paramiko: the channel closed without an exit status
+            raise HostUnusable(f"{what} on {self.host.name}: the SSH connection was lost")
         if not res.ok:
             said = " ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
             raise HostUnusable(f"{what} failed on {self.host.name} (exit {res.exited}): {said}")
@@ -176,8 +190,9 @@ class RemoteHost:
         """Copy a local file or bytes to ``remote`` (written as ``.part``, then renamed)."""
         part = f"{remote}.part"
         src: Any = io.BytesIO(data) if isinstance(data, bytes) else str(data)
-        self._conn().put(src, part)
-        self._check(["mv", "-f", part, str(remote)], f"renaming {part}")
+        conn = self._conn()
+        conn.put(src, part)
+        conn.sftp().posix_rename(part, str(remote))
 
     def prepare(self, wheels: Wheelhouse, boards: dict[str, str], artifacts: Iterable[Artifact]) -> None:
         """Get the host ready for this run's cells (see the module docstring).
@@ -228,6 +243,8 @@ class RemoteHost:
         for name in boards:
             argv += ["--board", name]
         res = self.sh(argv)
+        if res.exited == -1:
+            raise HostUnusable(f"the doctor on {self.host.name}: the SSH connection was lost")
         if not res.ok:
             said = "; ".join(line.removeprefix("cma-harness: error: ")
                              for line in str(res.stderr).strip().splitlines()[-5:])
@@ -268,8 +285,10 @@ class RemoteHost:
             self.put(self.remote_job(job).to_json().encode(), jobfile)
             # The pid file lets stop_cells() SIGTERM it; it goes when the cell ends.
             script = '"$@" </dev/null & echo $! >"$P"; wait $!; s=$?; rm -f "$P"; exit $s'
+            # harness.cellcmd, not the cma-harness script: it imports what a cell needs, half the time.
             argv = ["env", f"P={self.jobs / (slug + '.pid')}", "sh", "-c", script, "sh",
-                    str(self.venv / "bin" / "cma-harness"), "cell", str(jobfile), "-o", str(out)]
+                    str(self.venv / "bin" / "python"), "-m", "harness.cellcmd", "cell", str(jobfile),
+                    "-o", str(out)]
             res = self._conn().run(shlex.join(argv), hide=True, warn=True, in_stream=False)
         except (OSError, EOFError) as exc:
             raise self._lost(exc) from exc
@@ -281,7 +300,9 @@ class RemoteHost:
             if res.exited == 2:
                 said = " ".join(str(res.stderr).strip().splitlines()[-2:])
                 raise HostUnusable(f"'cma-harness cell' on {self.host.name} refused the job: {said}")
-            raise self._lost(RuntimeError(f"'cma-harness cell' ended with status {res.exited}"))
+            why = ("the SSH connection dropped (no exit status)" if res.exited == -1
+                   else f"'cma-harness cell' ended with status {res.exited}")
+            raise self._lost(RuntimeError(why))
         result = self._fetch(out, slug, log)
         result.extra[REMOTE_SECONDS] = f"{time.monotonic() - start:.3f}"
         return result

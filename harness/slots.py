@@ -55,19 +55,44 @@ def infra_error(cell: Cell, log: Path, host: str, message: str) -> CellResult:
 
 @dataclass
 class _Queue:
-    """The shared state of the workers (guarded by ``lock``)."""
+    """The shared state of the workers (guarded by ``lock``).
+
+    A worker with nothing to take waits while cells still run elsewhere: a host
+    lost with one of them gives it back, and a live slot must be there to take it.
+    """
 
     pending: deque[int]
+    running: int = 0
     lost: dict[str, str] = field(default_factory=dict)  # host -> why
     news: list[str] = field(default_factory=list)  # lost hosts not yet reported
     stop: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
 
     def take(self, host: str) -> int | None:
+        """The next cell for a slot of ``host``; None when the slot is done (or its host lost)."""
         with self.lock:
-            if self.stop or host in self.lost or not self.pending:
-                return None
-            return self.pending.popleft()
+            while not (self.stop or host in self.lost):
+                if self.pending:
+                    self.running += 1
+                    return self.pending.popleft()
+                if not self.running:
+                    break
+                self.lock.wait()
+            self.lock.notify_all()
+            return None
+
+    def ran(self) -> None:
+        """A taken cell has its result."""
+        with self.lock:
+            self.running -= 1
+            self.lock.notify_all()
+
+    def halt(self) -> None:
+        """Stop every worker (Ctrl-C): nothing more is taken."""
+        with self.lock:
+            self.stop = True
+            self.pending.clear()
+            self.lock.notify_all()
 
     def give_back(self, i: int, host: str, why: str) -> None:
         with self.lock:
@@ -75,6 +100,8 @@ class _Queue:
                 self.lost[host] = why
                 self.news.append(f"{why}: its cells go to the other hosts")
             self.pending.appendleft(i)
+            self.running -= 1
+            self.lock.notify_all()
 
     def take_news(self) -> list[str]:
         with self.lock:
@@ -95,8 +122,10 @@ def _worker(slot: Slot, q: _Queue, logs: Sequence[Path], done: queue.Queue[tuple
             message = str(exc)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises
             done.put((i, exc))
+            q.ran()
             return
         done.put((i, result if result is not None else ("unusable", slot.host, message)))
+        q.ran()
 
 
 @dataclass
@@ -162,9 +191,7 @@ def run_on_slots(cells: Sequence[Cell], logs: Sequence[Path], slots: Sequence[Sl
         workers.start(slots)
         _collect(cells, logs, workers, finish, results, progress)
     except BaseException:
-        with q.lock:
-            q.stop = True
-            q.pending.clear()
+        q.halt()
         on_stop()
         for w in workers.threads:
             w.join(timeout=30)

@@ -76,6 +76,18 @@ class TestHost:
     sshd: subprocess.Popen[bytes]
     log: Path
 
+    def vanish(self) -> None:
+        """The machine drops off the network without a word: the namespace's end of its link goes
+        down, so nothing more (no FIN, no RST) reaches or leaves it; its processes keep running.
+
+        Raises:
+            RuntimeError: a loopback host (no link of its own to cut).
+        """
+        if self.netns is None:
+            raise RuntimeError(f"{self.name}: a loopback host cannot vanish from the network")
+        tag, index = self.netns.split("-")[1], self.netns.rsplit("-", 1)[1]
+        _run(["ip", "netns", "exec", self.netns, "ip", "link", "set", f"cmah{tag}n{index}", "down"])
+
     def pids(self) -> list[int]:
         """The host's live processes (zombies left out), the ones :meth:`kill` kills.
 
@@ -299,6 +311,25 @@ def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
     return done
+
+
+def sshd_root() -> Path:
+    """A new directory for :func:`ssh_hosts` that sshd's StrictModes accepts.
+
+    Below the harness cache (``hosts-test/``) unless the cache is somewhere StrictModes
+    refuses (e.g. ``CMA_HARNESS_CACHE`` under /tmp), then below ``~/.cache/cma-harness-tests``.
+    """
+    from harness.cache import cache_root
+
+    for base in (cache_root() / "hosts-test", Path.home() / ".cache" / "cma-harness-tests"):
+        _makedirs(base)
+        base.chmod(0o700)
+        try:
+            _check_strict_modes(base)
+        except ValueError:
+            continue
+        return Path(tempfile.mkdtemp(dir=base))
+    raise ValueError("ssh_hosts: no directory sshd's StrictModes accepts (see _check_strict_modes)")
 
 
 def _makedirs(path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -195,3 +196,24 @@ def test_longest_cells_start_first_and_an_interrupt_stops_every_slot(tmp_path: P
     with pytest.raises(KeyboardInterrupt):
         run_on_slots(cells, logs, [Slot("a", run)], lambda r: None, _progress(), previous, stopped.set)
     assert started == [3, 2] and stopped.is_set()
+
+
+def test_a_cell_lost_after_the_queue_emptied_still_runs_on_a_live_slot(tmp_path: Path) -> None:
+    """The live slot has nothing left to take while the lost host's cell runs: it must wait, not end."""
+    cells = _cells(2)
+    logs = [tmp_path / f"{i}.log" for i in range(2)]
+    b_idle = threading.Event()
+
+    def a(i: int, log: Path) -> CellResult:
+        b_idle.wait(5)
+        time.sleep(0.3)  # b has looked for work and found none
+        raise HostLost("host a was lost mid-cell (its link went down)")
+
+    def b(i: int, log: Path) -> CellResult:
+        b_idle.set()
+        return _ok(cells[i], log, "b")
+
+    results = run_on_slots(cells, logs, [Slot("a", a), Slot("b", b)], lambda r: None, _progress(), {},
+                           lambda: None)
+    assert [r.status for r in results] == [Status.PASS, Status.PASS]
+    assert [r.extra["host"] for r in results] == ["b", "b"]

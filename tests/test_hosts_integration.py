@@ -8,11 +8,9 @@ directory, the boot files in their store, and run ``cma-harness cell`` there.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,14 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from harness.cache import cache_root
-from tests.sshd_hosts import TestHost, ssh_hosts, write_hosts_toml, wrong_known_hosts
+from tests.sshd_hosts import (
+    TestHost,
+    netns_available,
+    ssh_hosts,
+    sshd_root,
+    write_hosts_toml,
+    wrong_known_hosts,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[1]
@@ -29,17 +33,9 @@ CLI = [sys.executable, "-m", "harness.cli"]
 MATRIX = REPO / "tests/fixtures/matrices/hosts.toml"
 
 
-def _root() -> Path:
-    """A fresh directory for the hosts' files, not under world-writable /tmp (sshd's StrictModes)."""
-    base = cache_root() / "hosts-test"
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
-    return Path(tempfile.mkdtemp(dir=base))
-
-
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[list[TestHost]]:
-    with ssh_hosts(2, _root()) as made:
+    with ssh_hosts(2, sshd_root()) as made:
         yield made
 
 
@@ -88,9 +84,10 @@ def test_a_hosts_run_has_the_same_testcases_as_a_local_run(hosts: list[TestHost]
 
 
 def _wait_for_qemu(host: TestHost, proc: subprocess.Popen[str], seconds: float = 300) -> None:
+    """Until a guest boots on ``host`` (a QEMU with -kernel: not the doctor's probes)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
-        if any("qemu-system-arm" in c for c in host.commands()):
+        if any("qemu-system-arm" in c and "-kernel" in c for c in host.commands()):
             return
         time.sleep(0.2)
     raise AssertionError(f"no QEMU ever ran on {host.name}")
@@ -130,22 +127,31 @@ def test_ctrl_c_stops_the_remote_guests_and_resume_completes_the_run(hosts: list
     assert len(_testcases(tmp_path / "res" / "latest" / "junit.xml")) == 6
 
 
-def test_a_host_lost_mid_run_has_its_cells_run_on_the_other(tmp_path: Path) -> None:
-    with ssh_hosts(2, _root()) as pair:
+@pytest.mark.parametrize("how", ["killed", "vanished"])
+def test_a_host_lost_mid_run_has_its_cells_run_on_the_other(how: str, tmp_path: Path) -> None:
+    """``killed``: its sshd, the cell's session and QEMU are SIGKILLed (the connection is reset).
+    ``vanished``: its link goes down, nothing answers any more (found by SSH keepalives, ~1 min)."""
+    if how == "vanished" and not netns_available():
+        pytest.skip("no network namespaces here: a loopback host cannot vanish")
+    with ssh_hosts(2, sshd_root()) as pair:
         hosts_file = write_hosts_toml(pair, tmp_path / "hosts.toml")
         proc = subprocess.Popen([*CLI, "run", "-m", str(MATRIX), "--hosts", str(hosts_file), "-j", "0",
                                  "-o", str(tmp_path / "res")], cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         victim, survivor = pair[1], pair[0]
         _wait_for_qemu(victim, proc)
-        victim.kill()  # its sshd, the cell's session and its QEMU
+        if how == "killed":
+            victim.kill()  # its sshd, the cell's session and its QEMU
+        else:
+            victim.vanish()
         out, err = proc.communicate(timeout=1800)
         assert proc.returncode == 0, out[-3000:] + err[-2000:]
         assert "was lost mid-cell" in out + err
         cases = _testcases(tmp_path / "res" / "latest" / "junit.xml")
         assert len(cases) == 6  # every cell has its result
         assert {c["@host"] for c in cases.values()} == {survivor.name}, cases
-        assert not [c for c in victim.commands() if "qemu" in c]
+        if how == "killed":
+            assert not [c for c in victim.commands() if "qemu" in c]
 
 
 def test_a_host_whose_key_is_not_the_pinned_one_is_refused(hosts: list[TestHost], tmp_path: Path) -> None:
