@@ -36,6 +36,7 @@ packages=(
 	debootstrap                      # the clean-root test (make test)
 	openssh-server                   # the SSH-hosts test (tests/test_hosts_integration.py)
 	iproute2                         # its network namespaces (ip netns)
+	lava-common                      # LAVA's job schema (lava_common), which lava export validates against
 )
 
 fail() {

@@ -6,7 +6,9 @@ checkout in (the files git tracks, and new ones it does not ignore), and runs
 inside it: ``scripts/install-deps.sh``, ``cma-harness doctor`` (every tool the
 default matrix needs, each named with its package) and ``tests/clean_root/probe.py``
 (unpack, patch, configure, ``headers_install``, cross-compile the guest programs).
-Dropping any package from install-deps' list makes one of the three fail.
+Dropping any package the build or a boot needs from install-deps' list makes one of
+the three fail; the packages only tests use (openssh-server and iproute2 for the SSH
+hosts, lava-common for LAVA's job schema) are proven by those tests instead.
 """
 
 from __future__ import annotations
