@@ -19,7 +19,7 @@ from types import FrameType
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from harness import boards, cellcmd, cliargs, compare, matrix, plan, qemu, report, run
+from harness import boards, cellcmd, cliargs, compare, lava, lavacmd, matrix, plan, qemu, report, run
 from harness.cmdline import validate_cmdline
 from harness.doctor import HostNotReady, examine, preflight, raise_if_problems
 from harness.errors import HarnessError, InputError, PatchError
@@ -71,12 +71,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     sel = plan.select_cells(cliargs.run_request(args))
     if args.list:
         return _list_cells(sel)
+    if args.lava and (args.hosts or args.jobs != (os.cpu_count() or 1)):
+        raise InputError("--lava runs every cell in the LAVA lab: it takes no --hosts or -j")
     if sel.request.hosts:
         from harness.hostexec import check_host_keys  # fabric: only where hosts are driven
         check_host_keys(sel.request.hosts)
     with Reporter(out) as rep:
         planned = plan.plan_run(sel, rep, host_check=preflight, build=_prepare)
-    return run.execute(planned, run.executor_for(planned.request, out), out, err)
+    executor = lavacmd.executor(args, out) if args.lava else run.executor_for(planned.request, out)
+    return run.execute(planned, executor, out, err)
+
+
+def cmd_lava(args: argparse.Namespace) -> int:
+    """``lava export -o DIR --artifact-url PREFIX``: plan (build) the cells, write their LAVA jobs."""
+    request = plan.RunRequest(args.matrix, args.board, args.cmdline, cliargs.kernel_inputs(args), 1, 0,
+                              Path("results"))
+    sel = plan.select_cells(request)
+    with Reporter(out) as rep:
+        planned = plan.plan_run(sel, rep, host_check=preflight, build=_prepare)
+    paths = lava.export_jobs([pc.job for pc in planned.jobs if not pc.cell.skip],
+                             lavacmd.settings(args, args.artifact_url), args.out_dir)
+    out.print(f"wrote {len(paths)} LAVA job definition(s) in {args.out_dir}, each checked with LAVA's schema",
+              markup=False)
+    return 0
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -139,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
                     "merge": cmd_merge, "doctor": cmd_doctor,
-                    "cell": cellcmd.cmd_cell, "judge": cellcmd.cmd_judge}
+                    "cell": cellcmd.cmd_cell, "judge": cellcmd.cmd_judge, "lava": cmd_lava}
         _use_boards_dirs(getattr(args, "boards_dir", []))
         return commands[args.command](args)
     except HarnessError as exc:

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness import cellcmd, compare, kbuild, matrix, plan
+from harness import cellcmd, compare, kbuild, lavacmd, matrix, plan
 from harness.hosts import configured_hosts
 
 
@@ -49,6 +49,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="also run cells on the SSH hosts of this TOML file (default: [hosts] of "
                         "~/.config/cma-harness/config.toml, if any)")
     r.add_argument("--no-hosts", action="store_true", help="ignore the user config's [hosts]")
+    lavacmd.add_run_options(r)
     r.add_argument("--retries", type=int, default=0, metavar="N",
                    help="rerun a failed cell up to N times; one that passes on a retry is marked flaky")
     r.add_argument("--resume", type=Path, metavar="DIR",
@@ -94,6 +95,12 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="check only what running cells needs (QEMU, Python), not building kernels")
     _boards_dir(d)
     cellcmd.add_parser(sub)  # ``cell`` (and ``judge``): dispatched by cli.main()
+    e = lavacmd.add_parser(sub)  # ``lava export``
+    _common(e)
+    e.add_argument("-m", "--matrix", type=Path, default=matrix.DEFAULT_MATRIX,
+                   help="matrix TOML file (default: the embedded default matrix)")
+    e.add_argument("--board", help="only the cells of this board")
+    e.add_argument("--cmdline", help="only the cells with exactly this cmdline")
     return parser
 
 
@@ -110,6 +117,6 @@ def run_request(args: argparse.Namespace) -> plan.RunRequest:
     Raises:
         InputError: a bad hosts file (:func:`harness.hosts.load_hosts`).
     """
-    hosts = () if args.no_hosts else tuple(configured_hosts(args.hosts))
+    hosts = () if args.no_hosts or args.lava else tuple(configured_hosts(args.hosts))
     return plan.RunRequest(args.matrix, args.board, args.cmdline, kernel_inputs(args), args.jobs,
                            args.retries, args.results, args.resume, hosts)
