@@ -44,6 +44,7 @@ TOKEN_ENV = "CMA_HARNESS_LAVA_TOKEN"
 POLL_S = 2.0  # between two looks at the unfinished jobs
 JOBS_FILE = "lava-jobs.json"  # {slug: LAVA job id} in the run's directory
 FINISHED = "Finished"
+CANCEL_CHECK_S = 2.0  # after cancelling, until a look at whether LAVA took it
 
 
 class LavaClient:
@@ -132,6 +133,22 @@ class LavaClient:
             self._call("GET", f"api/v0.2/jobs/{job_id}/cancel/")
         except EnvironmentProblem:
             pass
+
+    def cancel_all(self, job_ids: Sequence[int], rounds: int = 3) -> None:
+        """Cancel the jobs, and again those still not ``Canceling`` or finished after a moment:
+        LAVA 2023.01 can lose a cancel that comes as a worker starts the job (seen here: the job
+        ran on).  At most ``rounds`` * :data:`CANCEL_CHECK_S` seconds; never raises."""
+        pending = list(job_ids)
+        for _ in range(rounds):
+            for job_id in pending:
+                self.cancel(job_id)
+            time.sleep(CANCEL_CHECK_S if pending else 0)
+            try:
+                pending = [j for j in pending if self.job(j).get("state") not in ("Canceling", FINISHED)]
+            except EnvironmentProblem:
+                return
+            if not pending:
+                return
 
     def job_url(self, job_id: int) -> str:
         """The job's page for a person."""
@@ -260,10 +277,12 @@ class LavaExecutor:
     def _cancel(self, jobs: Sequence[PlannedCell], log_path: LogPath, state: Path) -> None:
         """Cancel the jobs of the cells not written yet, and forget them: ``--resume``
         submits those again (a job left running, e.g. after a crash, is re-attached)."""
-        for pj in jobs:
-            if pj.slug in self.submitted and not log_path(pj.slug).exists():
-                self.client.cancel(self.submitted.pop(pj.slug))
+        cancelled = [self.submitted.pop(pj.slug) for pj in jobs
+                     if pj.slug in self.submitted and not log_path(pj.slug).exists()]
         results.save(state, json.dumps(self.submitted, indent=1).encode())
+        if cancelled:
+            self.console.print(f"cancelling {len(cancelled)} LAVA job(s) of cells not finished", markup=False)
+            self.client.cancel_all(cancelled)
 
     def _server(self, jobs: Sequence[PlannedCell]) -> ArtifactServer | None:
         if not self.serve:

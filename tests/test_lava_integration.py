@@ -12,9 +12,13 @@ Debian 12.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +98,37 @@ def test_a_job_lava_cannot_deploy_is_an_infrastructure_error(lab: Path, tmp_path
     # LAVA's own reason (error_type and error_msg of its results), not a guess of ours:
     assert "error: " in (error.message or "") and "Resource unavailable" in (error.message or "")
     assert f"{URL}scheduler/job/" in (error.message or "")
+
+
+def _jobs(token: Path, ids: list[int]) -> dict[int, dict[str, str]]:
+    """The REST records of the jobs ``ids``."""
+    out = {}
+    for job_id in ids:
+        req = urllib.request.Request(f"{URL}api/v0.2/jobs/{job_id}/",
+                                     headers={"Authorization": f"Token {token.read_text().strip()}"})
+        with urllib.request.urlopen(req) as resp:  # noqa: S310 - the lab on this machine
+            out[job_id] = json.load(resp)
+    return out
+
+
+def test_ctrl_c_cancels_the_submitted_jobs(lab: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([*CLI, "run", "-m", str(MATRIX), "--lava", URL, "--lava-token-file", str(lab),
+                             "--lava-serve", "127.0.0.1:0", "-o", str(tmp_path / "r")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    ids: list[int] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = next(iter((tmp_path / "r").glob("*/lava-jobs.json")), None)
+        ids = list(json.loads(state.read_text()).values()) if state and state.stat().st_size else []
+        if len(ids) == 6 and any(j["state"] == "Running" for j in _jobs(lab, ids).values()):
+            break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(j["state"] != "Finished" for j in _jobs(lab, ids).values()):
+        time.sleep(1)
+    healths = {j["id"]: j["health"] for j in _jobs(lab, ids).values()}
+    assert set(healths.values()) <= {"Canceled", "Complete"} and "Canceled" in healths.values(), healths

@@ -9,6 +9,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,10 @@ class FakeLab(LavaClient):
 
     def cancel(self, job_id: int) -> None:
         self.cancelled.append(job_id)
+
+    def cancel_all(self, job_ids: Sequence[int], rounds: int = 3) -> None:
+        for job_id in job_ids:
+            self.cancel(job_id)
 
 
 def _executor(lab: FakeLab) -> LavaExecutor:
