@@ -68,7 +68,7 @@ def main() -> int:
         jobs = _jobs(args.board, root / "run")
         (host,) = load_hosts(write_hosts_toml(made, root / "hosts.toml"))
         wheels = wheelhouse(cache_root())
-        arts = [a for j in jobs for a in (j.zimage, j.dtb, j.initrd) if a is not None]
+        arts = [a for j in jobs for a in j.boot_files]
         boards = {j.board.name: j.board_toml for j in jobs}
         prep = [_timed(RemoteHost(host, f"bench{i}").prepare, wheels, boards, arts) for i in range(2)]
         remote = RemoteHost(host, "bench")

@@ -70,7 +70,7 @@ class HostsExecutor:
             HostKeyRejected: its key is not the pinned one (stops the run).
         """
         boards = {j.job.board.name: j.job.board_toml for j in jobs}
-        arts = [a for j in jobs for a in (j.job.zimage, j.job.dtb, j.job.initrd) if a is not None]
+        arts = [a for j in jobs for a in j.job.boot_files]
         start = time.monotonic()
         remote = RemoteHost(host, key)
         try:

@@ -130,6 +130,11 @@ class CellJob:
                    None if spec.dtb is None else Artifact(spec.dtb, ""), Artifact(spec.initrd, ""),
                    spec.cmdline, expectation, Provenance("", "", "", "", "", ""))
 
+    @property
+    def boot_files(self) -> tuple[Artifact, ...]:
+        """zImage, dtb (if any) and initramfs: what a host or a lab must have to boot the job."""
+        return tuple(a for a in (self.zimage, self.dtb, self.initrd) if a is not None)
+
     def script(self) -> CellScript:
         """The guest steps of this job (:func:`harness.script.build_script`)."""
         return build_script(self.cell, self.nonce)

@@ -288,7 +288,7 @@ class LavaExecutor:
         if not self.serve:
             return None
         files = {a.sha256: a.resolve(j.job.base_dir) for j in jobs
-                 for a in (j.job.zimage, j.job.dtb, j.job.initrd) if a is not None}
+                 for a in j.job.boot_files}
         return ArtifactServer(self.serve, files)
 
     def _run(self, jobs: Sequence[PlannedCell], log_path: LogPath, on_result: OnResult,

@@ -143,9 +143,7 @@ def reachable(host: Host) -> bool:
     try:
         with connect(host, timeout=5) as conn:
             return bool(conn.run("true", hide=True, warn=True, timeout=10).ok)
-    except (HostUnusable, EnvironmentProblem, OSError, EOFError):
-        return False
-    except Exception:  # paramiko / invoke failures of a dying host
+    except Exception:  # HostUnusable, OSError, EOFError, paramiko's and invoke's failures of a dying host
         return False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,10 @@ def kernel_tree(tmp_path: Path) -> Path:
     (tree / "Kconfig").write_text("")
     return tree
 
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a harness started by a test that sends it Ctrl-C: SIGINT's default
+    disposition.  A Ctrl-C from a terminal reaches the harness even when this test runs as a
+    background job (POSIX: a non-interactive shell starts ``cmd &`` with SIGINT ignored, and
+    Python keeps an inherited SIG_IGN, so the harness would never see the signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
+from tests.conftest import default_sigint
 from tests.sshd_hosts import (
     TestHost,
     netns_available,
@@ -93,16 +94,12 @@ def _wait_for_qemu(host: TestHost, proc: subprocess.Popen[str], seconds: float =
     raise AssertionError(f"no QEMU ever ran on {host.name}")
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_the_remote_guests_and_resume_completes_the_run(hosts: list[TestHost],
                                                                      tmp_path: Path) -> None:
     hosts_file = write_hosts_toml(hosts, tmp_path / "hosts.toml")
     proc = subprocess.Popen([*CLI, "run", "-m", str(MATRIX), "--hosts", str(hosts_file), "-j", "0",
                              "-o", str(tmp_path / "res")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # a cell done, another running
         done = list((tmp_path / "res").glob("*/cells/*.xml"))

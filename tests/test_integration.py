@@ -27,7 +27,7 @@ from harness.console import Budget, Console, GuestGone
 from harness.klog import ProblemKind
 from harness.matrix import Cell, load_matrix
 from harness.series import parse_series
-from tests.conftest import processes_with
+from tests.conftest import default_sigint, processes_with
 from tests.junit_schema import assert_valid_junit
 
 pytestmark = pytest.mark.integration
@@ -291,17 +291,10 @@ def test_patch_that_does_not_apply_is_named_with_its_hunk(tmp_path: Path) -> Non
     assert "+static bool cmdline_seen __initdata;" in proc.stderr
 
 
-def _default_sigint() -> None:
-    """A Ctrl-C from a terminal reaches the harness even when this test runs as a background job
-    (POSIX: a non-interactive shell starts ``cmd &`` with SIGINT ignored, and Python keeps an
-    inherited SIG_IGN, so the harness would never see the signal)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_no_qemu_outlives_an_interrupted_run(tmp_path: Path) -> None:
     proc = subprocess.Popen([*CLI, "run", "-o", str(tmp_path / "res")], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not _qemu_children(proc.pid):
         time.sleep(0.2)

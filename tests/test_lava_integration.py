@@ -26,6 +26,7 @@ import pytest
 from junitparser import Error, JUnitXml
 
 from harness.cache import cache_root
+from tests.conftest import default_sigint
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[1]
@@ -115,7 +116,7 @@ def test_ctrl_c_cancels_the_submitted_jobs(lab: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen([*CLI, "run", "-m", str(MATRIX), "--lava", URL, "--lava-token-file", str(lab),
                              "--lava-serve", "127.0.0.1:0", "-o", str(tmp_path / "r")], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     ids: list[int] = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
