@@ -1,4 +1,4 @@
-"""``cma-harness``: build, run, boot, compare, merge.
+"""``cma-harness``: build, run, boot, compare, report, merge.
 
 Exit status: 0 every cell met its expectation (``compare``: no regression);
 1 a check failed (``compare``: a testcase regressed — new failures, metric
@@ -121,14 +121,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import htmlreport  # matplotlib: imported only by the commands that draw
+
     comparison = compare.compare_paths(args.base, args.new, args.tolerance,
                                        compare.rules_from_args(args.metric))
     out_dir = args.out_dir or (args.new / "compare" if args.new.is_dir() else Path("compare"))
-    written = report.write_reports(comparison, out_dir)
+    written = report.write_reports(comparison, out_dir, htmlreport.compare_sections(comparison))
     out.print(comparison.summary(), markup=False)
     for kind, path in written.items():
         out.print(f"{kind}: {path}", markup=False)
     return compare.exit_status(comparison)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import htmlreport  # matplotlib: imported only by the commands that draw
+
+    out.print(f"report: {htmlreport.write_report(args.run, args.output)}", markup=False)
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
-                    "merge": cmd_merge, "doctor": cmd_doctor,
+                    "merge": cmd_merge, "report": cmd_report, "doctor": cmd_doctor,
                     "cell": cellcmd.cmd_cell, "judge": cellcmd.cmd_judge, "lava": cmd_lava}
         _use_boards_dirs(getattr(args, "boards_dir", []))
         return commands[args.command](args)

@@ -70,6 +70,10 @@ def _add_reports(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     c.add_argument("-o", "--out-dir", type=Path,
                    help="where to write compare.{xml,md,html} (default: NEW/compare for a "
                         "directory, else ./compare)")
+    rp = sub.add_parser("report", help="draw a run as one HTML page (grid, memory maps, latencies)")
+    rp.add_argument("run", type=Path, help="a results directory, a junit.xml or a merge output")
+    rp.add_argument("-o", "--output", type=Path,
+                    help="the page to write (default: RUN/report.html, or report.html beside a file)")
     mg = sub.add_parser("merge", help="combine JUnit files of several runs or hosts into one")
     mg.add_argument("inputs", type=Path, nargs="+", help="results directories or junit.xml files")
     mg.add_argument("-o", "--output", type=Path, required=True, help="merged junit.xml to write")

@@ -61,6 +61,8 @@ from harness.errors import InputError
 from harness.outcome import Status
 
 JUNIT_NAME = "junit.xml"
+INFRASTRUCTURE_ERROR = "infrastructure"
+"""The ``type`` of an ``<error>`` the host caused (harness.results writes it)."""
 DEFAULT_TOLERANCE = 0.25
 _MAX_DETAILS = 4000
 _POSITION_SUFFIX = re.compile(r":? *line \d+, column \d+$")
@@ -108,6 +110,8 @@ class CaseResult:
         details: the result's text (or ``<system-out>``), at most 4000 characters.
         flaky: the testcase or its suite carries a flaky marker.
         seconds: the testcase's ``time`` attribute, 0.0 when absent.
+        infrastructure: an ``<error type="infrastructure">``: the host, not the guest,
+            ended the cell (QEMU killed, a lab's error).
     """
 
     suite: str
@@ -117,6 +121,7 @@ class CaseResult:
     details: str = ""
     flaky: bool = False
     seconds: float = 0.0
+    infrastructure: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,15 +429,17 @@ def _case_flaky(case: Any) -> bool:
 
 def _case_result(suite: str, name: str, case: Any, suite_flaky: bool) -> CaseResult:
     outcome, message, details = Status.PASS, "", _text(case.system_out)
+    infrastructure = False
     for result in case.result:
         found = next((o for cls, o in _RESULT_STATUS.items() if isinstance(result, cls)), Status.PASS)
         if _WORST_RESULT_ORDER[found] > _WORST_RESULT_ORDER[outcome]:
             outcome, message = found, _text(result.message)
             details = _text(result.text) or details
+            infrastructure = found is Status.ERROR and result.type == INFRASTRUCTURE_ERROR
     if outcome is Status.PASS:
         message = details.strip().split("\n", 1)[0]
     return CaseResult(suite, name, outcome, message, details[:_MAX_DETAILS],
-                      suite_flaky or _case_flaky(case), float(case.time or 0.0))
+                      suite_flaky or _case_flaky(case), float(case.time or 0.0), infrastructure)
 
 
 def _suite_info(suite: Any) -> SuiteInfo:

@@ -45,12 +45,15 @@ class Expectation:
         prediction: the oracle's prediction (``ORACLE`` only).
         expect: the hand-written expectation (``MATRIX`` only).
         error: why there is none (``UNPREDICTABLE`` only).
+        memory: the boot's physical memory map from the oracle's replay (drawn by
+            reports), None when the oracle could not replay the boot.
     """
 
     source: ExpectationSource
     prediction: oracle.Prediction | None = None
     expect: CmaExpectation | None = None
     error: str = ""
+    memory: oracle.MemoryMap | None = None
 
     @classmethod
     def from_oracle(cls, prediction: oracle.Prediction) -> Expectation:
@@ -103,6 +106,8 @@ class Expectation:
             data["expect"] = expect_to_dict(self.expect)
         if self.error:
             data["error"] = self.error
+        if self.memory is not None:
+            data["memory"] = self.memory.to_dict()
         return data
 
     @classmethod
@@ -117,7 +122,8 @@ class Expectation:
             raw = data.get("prediction")
             prediction = _prediction(raw) if raw is not None else None
             expect = expect_from_dict(data["expect"]) if data.get("expect") is not None else None
-            return cls(source, prediction, expect, str(data.get("error", "")))
+            memory = oracle.MemoryMap.from_dict(data["memory"]) if data.get("memory") is not None else None
+            return cls(source, prediction, expect, str(data.get("error", "")), memory)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"expectation: malformed ({exc!r})") from exc
 
@@ -152,16 +158,22 @@ def plan_expectation(cell: Cell, full_cmdline: str,
     ``full_cmdline`` is the whole kernel command line the guest boots with;
     ``boot`` the oracle's view of the board booting the built kernel.  A cell the
     oracle cannot predict (:class:`~harness.errors.InputError`) gets an
-    ``UNPREDICTABLE`` expectation naming why.
+    ``UNPREDICTABLE`` expectation naming why.  Whenever the oracle can replay
+    the boot, the expectation carries its memory map (also for ``expect`` cells).
     """
-    if cell.expect is not None:
-        return Expectation.hand_written(cell.expect)
     if isinstance(boot, oracle.UnmodelledKernel):
+        if cell.expect is not None:
+            return Expectation.hand_written(cell.expect)
         return Expectation.unpredictable(f"the cma= oracle cannot predict this cell: {boot}")
     try:
-        return Expectation.from_oracle(oracle.predict(full_cmdline, boot))
+        prediction, memory = oracle.predict_boot(full_cmdline, boot)
     except InputError as exc:
+        if cell.expect is not None:
+            return Expectation.hand_written(cell.expect)
         return Expectation.unpredictable(f"the cma= oracle cannot predict this cell: {exc}")
+    if cell.expect is not None:
+        return replace(Expectation.hand_written(cell.expect), memory=memory)
+    return replace(Expectation.from_oracle(prediction), memory=memory)
 
 
 def mark_unbootable(cell: Cell, expectation: Expectation) -> Cell:

@@ -18,7 +18,10 @@ Three renderings of one comparison, written side by side by :func:`write_reports
     category (unchanged passes only counted), then the metric deltas.
 ``compare.html``
     The same content as a self-contained page: inline CSS, no scripts, no
-    external assets, every text HTML-escaped.
+    external assets (a Content-Security-Policy forbids them), every text
+    HTML-escaped; ``cma-harness compare`` adds the base and new memory maps of
+    each changed cell and a chart of the metric deltas
+    (:func:`harness.htmlreport.compare_sections`).
 
 :func:`merge` combines JUnit files of several runs or hosts into one document.
 """
@@ -30,7 +33,7 @@ import copy
 import html
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ from harness.compare import (
 )
 from harness.errors import InputError
 from harness.outcome import Status
-from harness.results import junit_bytes, xml_safe
+from harness.results import junit_bytes, update_totals, xml_safe
 
 MAX_ROWS = 200
 """Rows per category in the Markdown and HTML reports; compare.xml always holds every testcase."""
@@ -251,7 +254,14 @@ td { font-family: ui-monospace, monospace; font-size: 0.9em; }
 .red { background: #fdd; } .green { background: #dfd; }
 tr.regression td { background: #fee; } tr.fix td { background: #efe; }
 tr.flaky td, tr.new-failure td { background: #ffd; }
+.map svg, .chart svg { max-width: 100%; height: auto; }
+.sides { display: flex; gap: 1em; flex-wrap: wrap; } .sides > div { flex: 1 1 500px; }
 """
+
+
+_CSP = ('<meta http-equiv="Content-Security-Policy" '
+        'content="default-src \'none\'; style-src \'unsafe-inline\'; img-src data:">\n')
+"""No request of any kind leaves the page: no script, no font, no image but inline ones."""
 
 
 def _html_table(t: _Table) -> str:
@@ -269,16 +279,20 @@ def _html_table(t: _Table) -> str:
     return "\n".join(out)
 
 
-def render_html(c: Comparison) -> str:
-    """The comparison as one self-contained HTML page (inline CSS, no scripts, all text escaped)."""
+def render_html(c: Comparison, drawings: str = "") -> str:
+    """The comparison as one self-contained HTML page (inline CSS, no scripts, all text escaped).
+
+    ``drawings`` is trusted HTML put after the tables: the memory maps and the
+    metric delta chart of :func:`harness.htmlreport.compare_sections`.
+    """
     esc = html.escape
     colour = "red" if c.has_regressions else "green"
     body = ["<h1>cma-harness compare</h1>",
             f"<p>base: <code>{esc(str(c.base))}</code><br>new: <code>{esc(str(c.new))}</code></p>",
             f'<p class="verdict {colour}">{esc(_verdict(c))}</p>',
-            *(_html_table(t) for t in _tables(c))]
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>cma-harness compare: {esc(_verdict(c))}</title>\n<style>{_CSS}</style>\n</head>\n"
+            *(_html_table(t) for t in _tables(c)), drawings]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n" + _CSP
+            + f"<title>cma-harness compare: {esc(_verdict(c))}</title>\n<style>{_CSS}</style>\n</head>\n"
             "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
 
 
@@ -321,8 +335,10 @@ def _write_all(contents: dict[Path, bytes]) -> None:
                 directory.rmdir()
 
 
-def write_reports(c: Comparison, out_dir: Path) -> dict[str, Path]:
+def write_reports(c: Comparison, out_dir: Path, drawings: str = "") -> dict[str, Path]:
     """Write ``compare.xml``, ``compare.md`` and ``compare.html`` into ``out_dir`` (created).
+
+    ``drawings``: see :func:`render_html`.
 
     Each file is written under a hidden temporary name and renamed once all
     three are complete, so no half-written report is left behind.
@@ -335,7 +351,7 @@ def write_reports(c: Comparison, out_dir: Path) -> dict[str, Path]:
     """
     paths = {"xml": out_dir / "compare.xml", "md": out_dir / "compare.md", "html": out_dir / "compare.html"}
     xml = build_junit_report(c)
-    markdown, page = render_markdown(c), render_html(c)
+    markdown, page = render_markdown(c), render_html(c, drawings)
     _write_all({paths["xml"]: junit_bytes(xml), paths["md"]: markdown.encode("utf-8"),
                 paths["html"]: page.encode("utf-8")})
     return paths
@@ -410,17 +426,6 @@ def _unique_names(suites: list[tuple[Path, Any]]) -> list[str]:
     return names
 
 
-def _set_totals(xml: Any, wall: Iterable[float | None]) -> None:
-    """Recount every suite and the root from their testcases; keep each suite's own wall time."""
-    xml.update_statistics()  # recounts suites too, but sets their time to the sum of testcase times
-    total = 0.0
-    for suite, seconds in zip(xml, wall, strict=True):
-        if seconds is not None:
-            suite.time = seconds
-        total += float(suite.time or 0.0)
-    xml.time = round(total, 3)
-
-
 def merge(paths: Sequence[Path]) -> JUnitXml:
     """One JUnit document holding every testsuite of several runs (results dirs or junit.xml files).
 
@@ -440,7 +445,6 @@ def merge(paths: Sequence[Path]) -> JUnitXml:
     """
     suites = [(file, suite) for file in _inputs(paths) for suite in _suites_of(file)]
     merged = JUnitXml("cma-harness merged")
-    wall: list[float | None] = []
     for (file, original), name in zip(suites, _unique_names(suites), strict=True):
         suite = copy.deepcopy(original)
         if name != original.name:
@@ -450,9 +454,8 @@ def merge(paths: Sequence[Path]) -> JUnitXml:
                     case.classname = name
             suite.name = name
         suite.add_property("merge.source", xml_safe(str(file)))
-        wall.append(suite.time)  # junitparser sums the testcase times when the attribute is absent
         merged.add_testsuite(suite)
-    _set_totals(merged, wall)
+    update_totals(merged)
     return merged
 
 

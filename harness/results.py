@@ -32,7 +32,7 @@ from harness.boards import read_input_text
 from harness.cache import atomic_write, sync_dir
 from harness.cellresult import XFAIL_AS_EXPECTED, XPASS, CellResult, Mark
 from harness.checks import Status
-from harness.compare import parse_junit
+from harness.compare import INFRASTRUCTURE_ERROR, parse_junit
 from harness.errors import EnvironmentProblem, InputError
 
 # XML 1.0 forbids most C0 control characters; console logs hold some (escape
@@ -132,17 +132,34 @@ def junit_bytes(xml: JUnitXml) -> bytes:
     return buffer.getvalue()
 
 
+def update_totals(xml: JUnitXml) -> None:
+    """Recount every suite's and the root's tests, failures, errors and skips from their testcases.
+
+    Each suite keeps its own ``time`` (a cell's wall time, in seconds: junitparser's
+    ``update_statistics`` would replace it with the sum of its testcases' times, which
+    leaves out everything between checks); the root's is the sum of the suites'.
+    """
+    wall = [suite.time for suite in xml]  # the attribute when set, else junitparser's sum
+    xml.update_statistics()
+    total = 0.0
+    for suite, seconds in zip(xml, wall, strict=True):
+        if seconds is not None:
+            suite.time = seconds
+        total += float(suite.time or 0.0)
+    xml.time = round(total, 3)
+
+
 def single_suite(suite: TestSuite) -> bytes:
     """A ``<testsuites>`` document holding only ``suite``, as :func:`junit_bytes`."""
     xml = JUnitXml("cma-harness")
     xml.add_testsuite(suite)
-    xml.update_statistics()
+    update_totals(xml)
     return junit_bytes(xml)
 
 
 # JUnit <error> types: the guest misbehaved (a verdict on the kernel), or the host
 # ended it (a verdict on the machine, worth a retry elsewhere).
-GUEST_ERROR, INFRASTRUCTURE_ERROR = "GuestError", "infrastructure"
+GUEST_ERROR = "GuestError"
 
 
 def _testcase(suite_name: str, check_name: str, status: Status, message: str,
@@ -202,7 +219,7 @@ def build_junit(cells: Sequence[CellResult], provenance: Provenance, full_cmdlin
     for result in cells:
         xml.add_testsuite(cell_testsuite(result, provenance, full_cmdlines.get(result.cell.name, ""),
                                          timestamp))
-    xml.update_statistics()
+    update_totals(xml)
     return xml
 
 
@@ -563,7 +580,7 @@ class ResultsDir:
             mfile = self.cells / f"{slug}.json"
             if mfile.is_file():
                 metrics[slug] = _read_json(mfile)
-        xml.update_statistics()
+        update_totals(xml)
         _write_json(self.partial / "metrics.json", metrics)
         save(self.partial / "junit.xml", junit_bytes(xml))
         self.partial.rename(self.final)

@@ -5,7 +5,8 @@
 one with its provenance, or ``--resume``'s with the cells already done left
 out), hands the remaining jobs to the executor, writes each result the moment
 it comes back (``cells/<slug>.xml`` and ``.json``), then publishes junit.xml
-and metrics.json.  An interrupted run keeps its finished cells for ``--resume``.
+and metrics.json, and draws the run into ``report.html``.  An interrupted run
+keeps its finished cells for ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from harness import results
 from harness.cell import CellResult
-from harness.errors import EnvironmentProblem
+from harness.errors import EnvironmentProblem, HarnessError
 from harness.executor import Executor, LocalExecutor
 from harness.plan import PlannedCell, RunPlan, RunRequest
 
@@ -150,4 +151,20 @@ def execute(plan: RunPlan, executor: Executor, out: Console, err: Console) -> in
     if earlier:
         out.print(f"(and {earlier} cell(s) from before the interruption)")
     out.print(f"JUnit: {final / 'junit.xml'}")
+    write_report(final, out, err)
     return results.exit_status_of_run(final) if earlier else results.exit_status(finished)
+
+
+def write_report(final: Path, out: Console, err: Console) -> None:
+    """Write ``report.html`` into the published run ``final`` and print its path.
+
+    The run's results stand without it: a page that cannot be written is one
+    warning line on ``err`` (``cma-harness report DIR`` writes it again), not
+    a failed run.
+    """
+    from harness import htmlreport  # matplotlib: not imported by the commands that never draw
+
+    try:
+        out.print(f"report: {htmlreport.write_report(final)}")
+    except HarnessError as exc:
+        err.print(f"cma-harness: warning: report.html not written: {exc}", markup=False)

@@ -37,6 +37,7 @@ packages=(
 	openssh-server                   # the SSH-hosts test (tests/test_hosts_integration.py)
 	iproute2                         # its network namespaces (ip netns)
 	lava-common                      # LAVA's job schema (lava_common), which lava export validates against
+	chromium chromium-driver         # the report's browser test (tests/test_report_browser.py)
 )
 
 fail() {

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,8 @@ import pytest
 os.environ["CMA_HARNESS_CONFIG"] = str(Path(__file__).parent / "fixtures" / "no-user-config.toml")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parents[1]
+CLI = [sys.executable, "-m", "harness.cli"]
 
 
 @pytest.fixture
@@ -52,3 +57,21 @@ def default_sigint() -> None:
     background job (POSIX: a non-interactive shell starts ``cmd &`` with SIGINT ignored, and
     Python keeps an inherited SIG_IGN, so the harness would never see the signal)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    """The default matrix run once per test session (``run -j2``): its process and its results."""
+
+    proc: subprocess.CompletedProcess[str]
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def default_matrix_run(tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
+    """The default matrix, four boards, two guests at a time (several minutes): shared by the
+    test that checks its verdicts and the test that opens its report in a browser."""
+    out = tmp_path_factory.mktemp("default-matrix")
+    proc = subprocess.run([*CLI, "run", "-j2", "-o", str(out)], capture_output=True, text=True,
+                          cwd=REPO, timeout=3600)
+    return DefaultRun(proc, (out / "latest").resolve())

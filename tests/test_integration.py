@@ -27,7 +27,7 @@ from harness.console import Budget, Console, GuestGone
 from harness.klog import ProblemKind
 from harness.matrix import Cell, load_matrix
 from harness.series import parse_series
-from tests.conftest import default_sigint, processes_with
+from tests.conftest import DefaultRun, default_sigint, processes_with
 from tests.junit_schema import assert_valid_junit
 
 pytestmark = pytest.mark.integration
@@ -201,13 +201,12 @@ def _suites(junit: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_default_matrix_all_boards_green_and_as_the_oracle_predicts(tmp_path: Path) -> None:
+def test_default_matrix_all_boards_green_and_as_the_oracle_predicts(default_matrix_run: DefaultRun) -> None:
     """The default matrix, four boards, two guests at a time: the issue-4 acceptance run."""
-    proc = subprocess.run([*CLI, "run", "-j2", "-o", str(tmp_path)], capture_output=True, text=True,
-                          cwd=REPO, timeout=3600)
+    proc, run_dir = default_matrix_run.proc, default_matrix_run.run_dir
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
-    cells = _suites(tmp_path / "latest" / "junit.xml")
-    for junit in [tmp_path / "latest" / "junit.xml", *(tmp_path / "latest" / "cells").glob("*.xml")]:
+    cells = _suites(run_dir / "junit.xml")
+    for junit in [run_dir / "junit.xml", *(run_dir / "cells").glob("*.xml")]:
         assert_valid_junit(junit)
     assert {name.split(":")[0] for name in cells} == {"vexpress-a9", "vexpress-a15", "smdkc210", "virt"}
     for name, cases in cells.items():
@@ -224,7 +223,7 @@ def test_default_matrix_all_boards_green_and_as_the_oracle_predicts(tmp_path: Pa
         assert len(mine) > 10 and all(c.is_passed or c.is_skipped for c in mine), area
     assert smdk["cma-test/migrate/cma-occupied-by-movable-pages"].is_passed
     assert cells["virt:(default)"]["cma-test/migrate/moved-pages-left-area"].is_passed
-    log = (tmp_path / "latest" / "logs" / "smdkc210_default.log").read_text(errors="replace")
+    log = (run_dir / "logs" / "smdkc210_default.log").read_text(errors="replace")
     assert "Samsung smdkv310 evaluation board based on Exynos4210" in log
     assert "SMP: Total of 2 processors activated" in log and "Switched to clocksource mct-frc" in log
     assert "Reserved memory: created CMA memory pool at" in log

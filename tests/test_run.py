@@ -90,12 +90,13 @@ def _fake_builder(tmp_path: Path, key: str = "k" * 64) -> Callable[..., dict[str
 @pytest.fixture
 def planned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunPlan:
     """The plan of MATRIX with the fake builder; cma=32M is a cell the oracle cannot predict."""
-    def predict(cmdline: str, boot: object) -> object:
+    def predict_boot(cmdline: str, boot: object) -> tuple[oracle.Prediction, oracle.MemoryMap]:
         if "cma=32M" in cmdline:
             raise InputError("not modelled")
-        return oracle.Prediction("reserved", 16 << 20, 0, 0x80000000, None, (), "fake")
+        return (oracle.Prediction("reserved", 16 << 20, 0, 0x80000000, None, (), "fake"),
+                oracle.MemoryMap((), (), (), 0x80000000))
 
-    monkeypatch.setattr(oracle, "predict", predict)
+    monkeypatch.setattr(oracle, "predict_boot", predict_boot)
     monkeypatch.setattr(qemu, "qemu_version", lambda: "QEMU emulator version 9.9.9")
     checked: list[list[str]] = []
     sel = plan.select_cells(_request(tmp_path))
@@ -265,8 +266,9 @@ def test_each_result_is_written_as_it_finishes_and_the_run_is_published(planned:
     assert set(json.loads((final / "metrics.json").read_text())) == {job.slug for job in planned.jobs}
     lines = text.getvalue().splitlines()
     assert lines[0] == "running 3 cell(s) of matrix unit, 3 by a fake"  # the executor says how
-    assert lines[-2:] == ["3/3 cells met their expectation; results in " + str(final),
-                          f"JUnit: {final / 'junit.xml'}"]
+    assert lines[-3:] == ["3/3 cells met their expectation; results in " + str(final),
+                          f"JUnit: {final / 'junit.xml'}", f"report: {final / 'report.html'}"]
+    assert (final / "report.html").read_text().count('class="sq ') >= 3  # the grid, one square a cell
 
 
 def test_each_cell_keeps_its_job_and_typed_result_beside_its_log(planned: RunPlan) -> None:

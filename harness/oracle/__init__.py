@@ -34,7 +34,8 @@ constants), :mod:`~harness.oracle.versions` (what differs between kernel
 versions, as named facts: where a third base kernel plugs in),
 :mod:`~harness.oracle.inputs` (reading the dtb and the built kernel),
 :mod:`~harness.oracle.loader` (where QEMU puts the boot files),
-:mod:`~harness.oracle.state` (the kernel variables the steps share) and
+:mod:`~harness.oracle.state` (the kernel variables the steps share),
+:mod:`~harness.oracle.memmap` (the boot's physical memory map, for drawings) and
 :mod:`~harness.oracle.verdict` (the prediction, judged against a boot log).
 
 All sizes are in bytes and all addresses are physical addresses in bytes.
@@ -49,7 +50,7 @@ modelled ranges, and ``CONFIG_ZONE_DMA`` machines that declare a
 
 from __future__ import annotations
 
-from harness.oracle.boot import predict
+from harness.oracle.boot import predict, predict_boot
 from harness.oracle.facts import (
     DEFAULT_VMALLOC_SIZE,
     PAGE_SIZE,
@@ -71,6 +72,7 @@ from harness.oracle.loader import (
     decompressor_phys_offset,
     qemu_arm_load,
 )
+from harness.oracle.memmap import MapRegion, MemoryMap, RegionKind
 from harness.oracle.params import EarlyParams, parse_early_params
 from harness.oracle.sort import kernel_heapsort
 from harness.oracle.state import ReservedMem
@@ -98,8 +100,11 @@ __all__ = [
     "EarlyParams",
     "KernelFacts",
     "KernelQuirks",
+    "MapRegion",
+    "MemoryMap",
     "Prediction",
     "QemuLoad",
+    "RegionKind",
     "ReservedMem",
     "_Entry",
     "boot_from_files",
@@ -110,6 +115,7 @@ __all__ = [
     "kernel_heapsort",
     "parse_early_params",
     "predict",
+    "predict_boot",
     "qemu_arm_load",
     "quirks_for",
     "UnmodelledKernel",

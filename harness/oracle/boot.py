@@ -16,6 +16,7 @@ from harness.oracle.arm_setup import boot_stoppers, early_mem
 from harness.oracle.cma import cma_activates
 from harness.oracle.inputs import CmaBoot
 from harness.oracle.memblock import Memblock
+from harness.oracle.memmap import MemoryMap, memory_map
 from harness.oracle.of_reserved_mem import fdt_scan_reserved_mem_reg_nodes
 from harness.oracle.params import parse_early_params
 from harness.oracle.state import BootState
@@ -25,6 +26,21 @@ from harness.oracle.versions import quirks_for
 
 def predict(cmdline: str, boot: CmaBoot) -> Prediction:
     """Predict the default CMA area (and DT CMA pools) for the full kernel ``cmdline``.
+
+    The prediction of :func:`predict_boot`; see there.
+
+    Raises:
+        InputError: see :func:`predict_boot`.
+    """
+    return predict_boot(cmdline, boot)[0]
+
+
+def predict_boot(cmdline: str, boot: CmaBoot) -> tuple[Prediction, MemoryMap]:
+    """Predict the CMA areas for the full kernel ``cmdline``, and the boot's memory map.
+
+    Returns:
+        The :class:`~harness.oracle.verdict.Prediction` and the
+        :class:`~harness.oracle.memmap.MemoryMap` of the same replay.
 
     Replays setup_arch() (arch/arm/kernel/setup.c): the dtb reserves itself,
     parse_early_param() (``mem=`` rewrites memblock.memory: early_mem()),
@@ -48,7 +64,7 @@ def predict(cmdline: str, boot: CmaBoot) -> Prediction:
                          "(arm_add_memory() dropped it): it cannot boot")
     s.lowmem_limit = adjust_lowmem_bounds(s)
     declared = arm_memblock_init(s)
-    adjust_lowmem_bounds(s)
+    lowmem_limit = adjust_lowmem_bounds(s)
     fdt_scan_reserved_mem_reg_nodes(s)
     activates = True
     if declared.base is not None:
@@ -56,7 +72,8 @@ def predict(cmdline: str, boot: CmaBoot) -> Prediction:
         if not activates:
             s.notes.append("cma_activate_area() meets pages outside RAM or in two zones: "
                            "WARN_ON_ONCE(!pfn_valid()) in mm/cma.c, then likely an Oops")
-    return Prediction(declared.outcome, declared.size, declared.lo, declared.hi, declared.base,
-                      tuple(s.log), declared.reason, tuple(s.pools), activates, tuple(s.notes),
-                      ranges=1 if declared.outcome == "reserved" else 0, printed_size=declared.printed,
-                      unbootable="; ".join(boot_stoppers(s)))
+    prediction = Prediction(declared.outcome, declared.size, declared.lo, declared.hi, declared.base,
+                            tuple(s.log), declared.reason, tuple(s.pools), activates, tuple(s.notes),
+                            ranges=1 if declared.outcome == "reserved" else 0,
+                            printed_size=declared.printed, unbootable="; ".join(boot_stoppers(s)))
+    return prediction, memory_map(s, lowmem_limit)
