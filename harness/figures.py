@@ -29,7 +29,8 @@ _MPL_IDS = re.compile(r' id="(?:figure|axes|patch|line2d|text|xtick|ytick|matplo
 """The numbered ids matplotlib gives every element: the same in every figure, so dropped."""
 _BAR_LINES = 1.7  # a bar's height, in text lines
 _LINE_INCHES = 0.125  # a 7-point text line
-_CHAR_WIDTH = 0.0068  # of the axes' width: one 7-point character (DejaVu Sans, a 10-inch figure)
+_CHAR_INCHES = 0.06  # one 7-point character of DejaVu Sans, a little wide
+_MAP_MARGINS = (1.2, 0.45, 0.05, 0.5)  # left (lane names), right, top, bottom (ticks, axis label)
 _MIN_WIDTH = 0.006  # of the span: the narrowest a memory-map bar is drawn (a 16 KiB dtb in 1 GiB)
 _STYLES: dict[str, dict[str, object]] = {
     "ram": {"facecolor": "#e9e9e9", "edgecolor": "#8a8a8a"},
@@ -77,7 +78,10 @@ class Marker:
 
 @dataclass(frozen=True)
 class MapFigure:
-    """A memory map: lanes of bars over the physical address range ``[lo, hi)`` (bytes)."""
+    """A memory map: lanes of bars over the physical address range ``[lo, hi)`` (bytes).
+
+    ``width`` is the drawing's width in inches (its text stays 7 and 8 points).
+    """
 
     gid: str
     lanes: tuple[str, ...]
@@ -85,6 +89,7 @@ class MapFigure:
     markers: tuple[Marker, ...]
     lo: int
     hi: int
+    width: float = 10.0
 
 
 def human_size(size: int) -> str:
@@ -97,11 +102,28 @@ def human_size(size: int) -> str:
     return f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} B"
 
 
+def _figure(width: float, height: float, margins: tuple[float, float, float, float]) -> Figure:
+    """A ``width`` × ``height`` inch figure whose axes leave ``(left, right, top, bottom)`` inches.
+
+    Fixed margins instead of ``bbox_inches="tight"``, which draws every figure twice.
+    """
+    left, right, top, bottom = margins
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                        bottom=bottom / height)
+    return fig
+
+
+def _label_inches(labels: Sequence[str]) -> float:
+    """About how wide the longest of ``labels`` is at 7 points (inches)."""
+    return 0.062 * max((len(label) for label in labels), default=0)
+
+
 def _svg(fig: Figure, salt: str) -> str:
     """``fig`` as an inline ``<svg>`` element (text kept as text, ids salted per figure)."""
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return _MPL_IDS.sub("", text[text.index("<svg"):])
 
@@ -128,7 +150,8 @@ class _Placed:
 
 def _label_extent(bar: Bar, left: float, width: float, fig: MapFigure) -> tuple[float, float, bool]:
     """Where a bar's label lies along x: from its left edge, or ending at its right edge near the end."""
-    chars = (len(bar.label) + 1) * _CHAR_WIDTH * (fig.hi - fig.lo)
+    axes_inches = fig.width - _MAP_MARGINS[0] - _MAP_MARGINS[1]
+    chars = (len(bar.label) + 1) * _CHAR_INCHES / axes_inches * (fig.hi - fig.lo)
     if left + chars > fig.hi:
         return left + width - chars, left + width, True
     return left, left + chars, False
@@ -168,7 +191,7 @@ def _draw(ax: Axes, placed: _Placed, centre: float) -> None:
 
 def _axes(fig_data: MapFigure, height_lines: float) -> tuple[Figure, Axes]:
     """A figure tall enough for ``height_lines`` text lines, its x axis in hex addresses."""
-    fig = Figure(figsize=(10, height_lines * _LINE_INCHES + 0.8))
+    fig = _figure(fig_data.width, height_lines * _LINE_INCHES + 0.55, _MAP_MARGINS)
     ax = fig.add_subplot()
     ax.patch.set_gid(f"{fig_data.gid}-axes")
     ax.set_xlim(fig_data.lo, fig_data.hi)
@@ -223,7 +246,8 @@ def range_chart(gid: str, title: str, labels: Sequence[str], low: Sequence[float
     ``unit`` names the y axis (e.g. ``µs``); ``log`` uses a logarithmic y axis
     (latencies span decades).  Returns an ``<svg>`` element.
     """
-    fig = Figure(figsize=(max(4.0, 0.32 * len(labels) + 1.6), 3.4))
+    bottom = 0.35 + 0.87 * _label_inches(labels)  # labels turned by 60 degrees
+    fig = _figure(max(4.0, 0.32 * len(labels) + 1.6), 2.6 + bottom, (0.8, 0.2, 0.35, bottom))
     ax = fig.add_subplot()
     ax.patch.set_gid(f"{gid}-axes")
     xs = range(len(labels))
@@ -247,7 +271,8 @@ def bar_chart(gid: str, title: str, labels: Sequence[str], values: Sequence[floa
     """
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"bar_chart {gid}: values must be finite")
-    fig = Figure(figsize=(8, 0.22 * len(labels) + 1.2))
+    left = _label_inches(labels) + 0.25
+    fig = _figure(left + 6, 0.22 * len(labels) + 1.1, (left, 0.3, 0.35, 0.5))
     ax = fig.add_subplot()
     ax.patch.set_gid(f"{gid}-axes")
     ys = range(len(labels))

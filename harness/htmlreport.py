@@ -46,6 +46,7 @@ MAX_DELTA_BARS = 40
 MAX_COMPARED_MAPS = 24
 """Changed cells whose base and new memory maps compare.html draws side by side."""
 _UNCHANGED = (Category.UNCHANGED_PASS, Category.SKIPPED)
+_SIDE_WIDTH = 7.5  # inches: a memory map drawn beside another
 
 _ENV = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["j2"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -195,7 +196,8 @@ def _side_by_side(name: str, runs: Iterable[tuple[str, RunView | None]]) -> list
     for side, run in runs:
         cell = next((x for x in run.cells if x.name == name), None) if run is not None else None
         if cell is not None:
-            out.append((side, Markup(memory_map_svg(map_figure(cell, f"{side}-{cell.anchor}-map")))))  # noqa: S704
+            drawing = map_figure(cell, f"{side}-{cell.anchor}-map", _SIDE_WIDTH)
+            out.append((side, Markup(memory_map_svg(drawing))))  # noqa: S704 - matplotlib's SVG
     return out
 
 

@@ -110,8 +110,8 @@ def _span(bars: list[Bar], ram: tuple[MapRegion, ...]) -> tuple[int, int]:
     return lo, max(hi, lo + _ALIGN)
 
 
-def map_figure(cell: CellView, gid: str) -> MapFigure:
-    """The memory map drawing of ``cell``; ``gid`` prefixes every SVG id in it.
+def map_figure(cell: CellView, gid: str, width: float = 10.0) -> MapFigure:
+    """The memory map drawing of ``cell``, ``width`` inches wide; ``gid`` prefixes every SVG id in it.
 
     Ids: ``<gid>-cma-<area>`` (the kernel's areas), ``<gid>-oracle-reserved``
     (the oracle's default area), ``<gid>-kernel``/``-initrd``/``-dtb``,
@@ -127,4 +127,4 @@ def map_figure(cell: CellView, gid: str) -> MapFigure:
     if memory is not None:
         markers = (Marker(memory.lowmem_limit, f"lowmem | highmem {memory.lowmem_limit:#x}",
                           f"{gid}-lowmem"),)
-    return MapFigure(gid, tuple(name for name, _ in lanes), tuple(bars), markers, lo, hi)
+    return MapFigure(gid, tuple(name for name, _ in lanes), tuple(bars), markers, lo, hi, width)
