@@ -45,7 +45,7 @@ _STYLES: dict[str, dict[str, object]] = {
     "cma-other": {"facecolor": "#ff9da7", "edgecolor": "#b3505c"},
     "predicted": {"facecolor": "none", "edgecolor": "#8e1f21", "hatch": "////", "linestyle": "--"},
     "predicted-range": {"facecolor": "#fbe3e3", "edgecolor": "#c98a8b", "hatch": "..", "linestyle": ":"},
-    "missing": {"facecolor": "none", "edgecolor": "#8e1f21", "linestyle": ":"},
+    "overlay": {"facecolor": "none", "edgecolor": "#222222", "linestyle": "--", "linewidth": 1.2},
 }
 STYLES = tuple(_STYLES)
 """The bar styles a :class:`Bar` may name."""
@@ -56,7 +56,8 @@ class Bar:
     """One labelled range on a memory map: ``base`` (physical address) and ``size`` in bytes.
 
     ``lane`` indexes :attr:`MapFigure.lanes`; ``style`` is one of :data:`STYLES`;
-    ``gid`` the SVG id of the bar ("" for none).
+    ``gid`` the SVG id of the bar ("" for none); a bar with no ``label`` is drawn
+    without one (an outline laid over other bars).
     """
 
     lane: int
@@ -165,6 +166,9 @@ def _layout_lane(bars: list[Bar], fig: MapFigure) -> list[_Placed]:
     for bar in sorted(bars, key=lambda b: b.base):
         left = min(max(bar.base, fig.lo), fig.hi)
         width = max(min(bar.base + bar.size, fig.hi) - left, span * _MIN_WIDTH)
+        if not bar.label:
+            out.append(_Placed(bar, left, width, -1, False))
+            continue
         x0, x1, right = _label_extent(bar, left, width, fig)
         slot = 0
         while any(x0 < e and s < x1 for s, e in taken.get(slot, [])):
@@ -179,13 +183,16 @@ def _draw(ax: Axes, placed: _Placed, centre: float) -> None:
     bar = placed.bar
     [rect] = ax.barh(centre, placed.width, left=placed.left, height=_BAR_LINES,
                      **_STYLES[bar.style])  # type: ignore[arg-type]
+    if bar.gid:
+        rect.set_gid(bar.gid)
+    if placed.slot < 0:
+        return
     level, below = divmod(placed.slot, 2)
     edge = _BAR_LINES / 2 + 0.1 + level
     label = ax.text(placed.left + placed.width if placed.right_aligned else placed.left,
                     centre + edge if below else centre - edge, bar.label, fontsize=7,
                     va="top" if below else "bottom", ha="right" if placed.right_aligned else "left")
     if bar.gid:
-        rect.set_gid(bar.gid)
         label.set_gid(f"{bar.gid}-label")
 
 

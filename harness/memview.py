@@ -11,7 +11,9 @@
   the same facts the checks judged), or the boot log's default area when
   cma-dev never ran;
 * ``CMA (oracle)``: where the oracle says the default area must be: its exact
-  base, or the range it may land in, and the DT CMA pools it predicts;
+  base, or the range it may land in, and the DT CMA pools it predicts; each
+  exact placement is also laid over the kernel's lane as a dashed outline, so
+  a kernel area that landed elsewhere shows at a glance;
 
 and a line at ``arm_lowmem_limit`` (lowmem below, highmem above).  Lanes with
 nothing to show are left out.  All addresses physical, in bytes.
@@ -91,8 +93,10 @@ def _lanes(cell: CellView, gid: str) -> list[tuple[str, list[tuple[str, int, int
     dt = [(_label(r.name, r.base, r.size), r.base, r.size, r.kind.value, f"{gid}-dt-{r.name}")
           for r in placed if r.kind in (RegionKind.RESERVED_MEMORY, RegionKind.MEMRESERVE)]
     oracle = _oracle_bars(prediction, gid) if prediction is not None else []
+    overlay = [("", base, size, "overlay", f"{bar_gid}-overlay") for _, base, size, style, bar_gid in oracle
+               if style == "predicted"]
     return [("RAM", ram), ("memblock.memory", kept), ("boot files", boot), ("reserved-memory", dt),
-            ("CMA (kernel)", _kernel_areas(cell, gid)), ("CMA (oracle)", oracle)]
+            ("CMA (kernel)", _kernel_areas(cell, gid) + overlay), ("CMA (oracle)", oracle)]
 
 
 def _span(bars: list[Bar], ram: tuple[MapRegion, ...]) -> tuple[int, int]:

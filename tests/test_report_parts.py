@@ -134,6 +134,8 @@ def test_the_drawing_puts_the_kernels_area_and_the_oracles_side_by_side() -> Non
     kernel, oracle_bar = bars["m-cma-reserved"], bars["m-oracle-reserved"]
     assert (kernel.base, kernel.size, kernel.style) == (prediction.base, 64 * M, "cma")
     assert (oracle_bar.base, oracle_bar.style) == (prediction.base, "predicted")
+    overlay = bars["m-oracle-reserved-overlay"]  # the prediction, outlined over the kernel's area
+    assert (overlay.lane, overlay.base, overlay.label) == (kernel.lane, prediction.base, "")
     assert {"m-kernel", "m-initrd", "m-dtb", "m-dt-vram@4c000000"} <= bars.keys()
     assert fig.lo == 0x4C000000 and fig.hi == 0x80000000  # the VRAM region lies below RAM
     assert fig.markers == (Marker(memory.lowmem_limit, f"lowmem | highmem {memory.lowmem_limit:#x}",
