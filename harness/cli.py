@@ -20,16 +20,17 @@ from rich.console import Console as RichConsole
 from rich.table import Table
 
 from harness import boards, cellcmd, cliargs, compare, lava, lavacmd, matrix, plan, qemu, report, run
+from harness.bisectcmd import cmd_bisect as bisect_command
 from harness.cmdline import validate_cmdline
 from harness.doctor import HostNotReady, examine, preflight, raise_if_problems
 from harness.errors import HarnessError, InputError, PatchError
 from harness.plan import prepare as _prepare  # looked up at each call: tests replace it, and preflight
 from harness.progress import Reporter
 
-out = RichConsole(highlight=False, soft_wrap=True)
+out = RichConsole(highlight=False, soft_wrap=True, emoji=False)
 if not out.is_terminal:
     out.width = 160  # CI logs: one row per cell, not folded at 80 columns
-err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
+err = RichConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _use_boards_dirs(dirs: list[Path]) -> None:
@@ -146,6 +147,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """``bisect``: see :mod:`harness.bisectcmd`."""
+    return bisect_command(args, out, err)
+
+
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"build": cmd_build, "run": cmd_run, "boot": cmd_boot, "compare": cmd_compare,
                     "merge": cmd_merge, "report": cmd_report, "doctor": cmd_doctor,
-                    "cell": cellcmd.cmd_cell, "judge": cellcmd.cmd_judge, "lava": cmd_lava}
+                    "cell": cellcmd.cmd_cell, "judge": cellcmd.cmd_judge, "lava": cmd_lava,
+                    "bisect": cmd_bisect}
         _use_boards_dirs(getattr(args, "boards_dir", []))
         return commands[args.command](args)
     except HarnessError as exc:

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness import cellcmd, compare, kbuild, lavacmd, matrix, plan
+from harness import bisectcmd, cellcmd, compare, kbuild, lavacmd, matrix, plan
 from harness.hosts import configured_hosts
 
 
@@ -99,6 +99,7 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="check only what running cells needs (QEMU, Python), not building kernels")
     _boards_dir(d)
     cellcmd.add_parser(sub)  # ``cell`` (and ``judge``): dispatched by cli.main()
+    _common(bisectcmd.add_parser(sub))  # ``bisect``
     e = lavacmd.add_parser(sub)  # ``lava export``
     _common(e)
     e.add_argument("-m", "--matrix", type=Path, default=matrix.DEFAULT_MATRIX,
