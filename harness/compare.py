@@ -128,7 +128,9 @@ class CaseResult:
 class SuiteInfo:
     """One testsuite (matrix cell) of a run: its properties and retry marker.
 
-    ``attempts`` is ``retry.attempts`` (boots tried), None when not recorded.
+    ``attempts`` is ``retry.attempts`` (boots tried), None when not recorded;
+    ``seconds`` the suite's ``time`` (a cell's wall time; junitparser sums its
+    testcases' when the attribute is absent).
     """
 
     name: str
@@ -136,6 +138,7 @@ class SuiteInfo:
     properties: dict[str, str]
     flaky: bool = False
     attempts: int | None = None
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,8 @@ def _suite_info(suite: Any) -> SuiteInfo:
     flaky = _is_true(props.get("retry.flaky")) or _is_true(props.get("flaky"))
     attempts_text = props.get("retry.attempts", "")
     attempts = int(attempts_text) if attempts_text.strip().isdigit() else None
-    return SuiteInfo(_text(suite.name), _text(suite.hostname), props, flaky, attempts)
+    seconds = None if suite.time is None else float(suite.time)
+    return SuiteInfo(_text(suite.name), _text(suite.hostname), props, flaky, attempts, seconds)
 
 
 def load_run(path: Path, *, allow_empty: bool = False) -> Run:
@@ -507,7 +511,8 @@ def classify(base: CaseResult | None, new: CaseResult | None) -> Category:
     return Category.FIX if base.outcome.bad else Category.UNCHANGED_PASS
 
 
-def _number(text: str | None) -> float | None:
+def number(text: str | None) -> float | None:
+    """``text`` as a finite float, None when it is absent or no finite number."""
     try:
         value = float(text) if text is not None else None
     except ValueError:
@@ -529,7 +534,7 @@ def metric_deltas(base: Run, new: Run, tolerance: float,
             continue
         for prop, base_text in base_suite.properties.items():
             rule = next((r for r in rules if r.matches(prop)), None)
-            old, now = _number(base_text), _number(new_suite.properties.get(prop))
+            old, now = number(base_text), number(new_suite.properties.get(prop))
             if rule is None or old is None or now is None:
                 continue
             change = abs(now - old)
@@ -614,7 +619,7 @@ def parse_metric_rule(text: str) -> MetricRule:
         InputError: empty pattern, or a floor that is not a number >= 0.
     """
     pattern, sep, floor_text = text.rpartition("=") if "=" in text else (text, "", "")
-    floor = _number(floor_text) if sep else 0.0
+    floor = number(floor_text) if sep else 0.0
     if not pattern.strip() or floor is None or floor < 0:
         raise InputError(f"metric rule {text!r}: expected PATTERN or PATTERN=FLOOR (FLOOR a number >= 0)")
     return MetricRule(pattern.strip(), floor)

@@ -21,6 +21,8 @@ nothing to show are left out.  All addresses physical, in bytes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.figures import Bar, MapFigure, Marker, human_size
 from harness.oracle import MapRegion, MemoryMap, Prediction, RegionKind
 from harness.reportmodel import CellView
@@ -51,50 +53,54 @@ def _ram(cell: CellView) -> tuple[MapRegion, ...]:
     return ()
 
 
-def _kernel_areas(cell: CellView, gid: str) -> list[tuple[str, int, int, str, str]]:
-    """``(label, base, size, style, gid)`` of the areas the kernel reserved."""
-    out = [(_label(a.name, a.base, a.size), a.base, a.size,
-            "cma" if a.name == _DEFAULT_AREA else "cma-other", f"{gid}-cma-{a.name}") for a in cell.areas]
+def _bar(name: str, base: int, size: int, style: str, gid: str, label: str | None = None) -> Bar:
+    """A bar for lane 0 (its lane is set when lanes are known), labelled ``name base size``."""
+    return Bar(0, _label(name, base, size) if label is None else label, base, size, style, gid)
+
+
+def _kernel_areas(cell: CellView, gid: str) -> list[Bar]:
+    """The areas the kernel reserved: cma-dev's list, else the boot log's default area."""
+    out = [_bar(a.name, a.base, a.size, "cma" if a.name == _DEFAULT_AREA else "cma-other",
+                f"{gid}-cma-{a.name}") for a in cell.areas]
     base, mib = cell.properties.get("cma.base", ""), cell.properties.get("cma.reserved_mib", "")
     if not out and base and mib.isdigit():
-        size = int(mib) << 20
-        out.append((_label("reserved (boot log)", int(base, 16), size), int(base, 16), size, "cma",
-                    f"{gid}-cma-{_DEFAULT_AREA}"))
+        out.append(_bar("reserved (boot log)", int(base, 16), int(mib) << 20, "cma",
+                        f"{gid}-cma-{_DEFAULT_AREA}"))
     return out
 
 
-def _oracle_bars(prediction: Prediction, gid: str) -> list[tuple[str, int, int, str, str]]:
+def _oracle_bars(prediction: Prediction, gid: str) -> list[Bar]:
+    """The oracle's default area (exact, or the range it may land in) and its DT CMA pools."""
     out = []
     if prediction.outcome == "reserved" and prediction.base is not None:
-        out.append((_label("predicted", prediction.base, prediction.size), prediction.base,
-                    prediction.size, "predicted", f"{gid}-oracle-{_DEFAULT_AREA}"))
+        out.append(_bar("predicted", prediction.base, prediction.size, "predicted",
+                        f"{gid}-oracle-{_DEFAULT_AREA}"))
     elif prediction.outcome == "reserved":
-        out.append((f"predicted {human_size(prediction.size)} in {prediction.lo:#x}-{prediction.hi:#x}",
-                    prediction.lo, prediction.hi - prediction.lo, "predicted-range",
-                    f"{gid}-oracle-{_DEFAULT_AREA}"))
-    out += [(_label(f"{p.name} (predicted)", p.base, p.size), p.base, p.size, "predicted",
-             f"{gid}-oracle-{p.name}") for p in prediction.dt_pools]
+        out.append(_bar("", prediction.lo, prediction.hi - prediction.lo, "predicted-range",
+                        f"{gid}-oracle-{_DEFAULT_AREA}", f"predicted {human_size(prediction.size)} in "
+                                                         f"{prediction.lo:#x}-{prediction.hi:#x}"))
+    out += [_bar(f"{p.name} (predicted)", p.base, p.size, "predicted", f"{gid}-oracle-{p.name}")
+            for p in prediction.dt_pools]
     return out
 
 
-def _lanes(cell: CellView, gid: str) -> list[tuple[str, list[tuple[str, int, int, str, str]]]]:
-    """Every lane's name and bars ``(label, base, size, style, gid)``, before empty ones are dropped."""
+def _lanes(cell: CellView, gid: str) -> list[tuple[str, list[Bar]]]:
+    """Every lane's name and bars (all in lane 0 yet), before empty lanes are dropped."""
     memory, prediction = _memory(cell), _prediction(cell)
-    ram = [(_label("RAM", r.base, r.size), r.base, r.size, "ram", f"{gid}-ram-{i}")
-           for i, r in enumerate(_ram(cell))]
+    ram = [_bar("RAM", r.base, r.size, "ram", f"{gid}-ram-{i}") for i, r in enumerate(_ram(cell))]
     kept = []
     if memory is not None and [(m.base, m.size) for m in memory.memory] != [(r.base, r.size)
                                                                           for r in memory.ram]:
-        kept = [(_label("memory", m.base, m.size), m.base, m.size, "memory", "") for m in memory.memory]
+        kept = [_bar("memory", m.base, m.size, "memory", "") for m in memory.memory]
     placed = memory.placed if memory is not None else ()
-    boot = [(_label(r.name, r.base, r.size) + (" (disabled)" if r.detail else ""), r.base, r.size,
-             r.kind.value, f"{gid}-{r.kind.value}") for r in placed
+    boot = [_bar(r.name, r.base, r.size, r.kind.value, f"{gid}-{r.kind.value}",
+                 _label(r.name, r.base, r.size) + (" (disabled)" if r.detail else "")) for r in placed
             if r.kind in (RegionKind.KERNEL, RegionKind.INITRD, RegionKind.DTB)]
-    dt = [(_label(r.name, r.base, r.size), r.base, r.size, r.kind.value, f"{gid}-dt-{r.name}")
+    dt = [_bar(r.name, r.base, r.size, r.kind.value, f"{gid}-dt-{r.name}")
           for r in placed if r.kind in (RegionKind.RESERVED_MEMORY, RegionKind.MEMRESERVE)]
     oracle = _oracle_bars(prediction, gid) if prediction is not None else []
-    overlay = [("", base, size, "overlay", f"{bar_gid}-overlay") for _, base, size, style, bar_gid in oracle
-               if style == "predicted"]
+    overlay = [replace(b, label="", style="overlay", gid=f"{b.gid}-overlay") for b in oracle
+               if b.style == "predicted"]
     return [("RAM", ram), ("memblock.memory", kept), ("boot files", boot), ("reserved-memory", dt),
             ("CMA (kernel)", _kernel_areas(cell, gid) + overlay), ("CMA (oracle)", oracle)]
 
@@ -122,8 +128,7 @@ def map_figure(cell: CellView, gid: str, width: float = 10.0) -> MapFigure:
     ``<gid>-dt-<node>``, ``<gid>-ram-<i>``, ``<gid>-lowmem`` (the lowmem line).
     """
     lanes = [(name, bars) for name, bars in _lanes(cell, gid) if bars or name.startswith("CMA")]
-    bars = [Bar(i, label, base, size, style, bar_gid)
-            for i, (_, items) in enumerate(lanes) for label, base, size, style, bar_gid in items]
+    bars = [replace(bar, lane=i) for i, (_, items) in enumerate(lanes) for bar in items]
     ram = _ram(cell)
     lo, hi = _span(bars, ram)
     memory = _memory(cell)

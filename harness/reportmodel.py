@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.cellresult import XFAIL_AS_EXPECTED, XPASS, AreaInfo
-from harness.compare import CaseResult, Run, junit_file, load_run, parse_junit
+from harness.compare import CaseResult, Run, junit_file, load_run, number
 from harness.errors import InputError
 from harness.job import CellJob
+from harness.matrix import Cell
 from harness.outcome import Status
 
 _SUITE_PREFIX = "cma-test"
@@ -184,13 +185,6 @@ def areas_of(props: dict[str, str]) -> tuple[AreaInfo, ...]:
     return tuple(out)
 
 
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def _suite_stats(path: str, props: dict[str, str]) -> SuiteStats:
     latency = {stat: int(v) for stat in ("min", "median", "max", "n")
                if (v := props.get(f"{path}.latency_us.{stat}", "")).isdigit()}
@@ -201,7 +195,7 @@ def _suite_stats(path: str, props: dict[str, str]) -> SuiteStats:
             area, _, counter = key[len(prefix):].rpartition(".")
             after = props.get(f"{path}.after.{area}.{counter}", "")
             counters.append((area, counter, before, after))
-    return SuiteStats(path, _number(props.get(f"{path}.seconds")), latency, tuple(counters))
+    return SuiteStats(path, number(props.get(f"{path}.seconds")), latency, tuple(counters))
 
 
 def suites_of(props: dict[str, str]) -> tuple[SuiteStats, ...]:
@@ -218,7 +212,7 @@ def _jobs(logs: Path) -> dict[str, Path]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             cell = data["cell"]
-            out[f"{cell['board']}:{cell['cmdline'] or '(default)'}"] = path
+            out[Cell(str(cell["board"]), str(cell["cmdline"])).name] = path
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return out
@@ -280,7 +274,7 @@ def _cell_view(name: str, cases: tuple[CaseResult, ...], props: dict[str, str],
     cmdline = props.get("cmdline", name.split(":", 1)[-1])
     return CellView(name, board, "" if cmdline == "(default)" else cmdline, cell_state(cases, props),
                     cases, props, areas_of(props), suites_of(props),
-                    _number(props.get("boot.seconds")), seconds, job, qemu or (),
+                    number(props.get("boot.seconds")), seconds, job, qemu or (),
                     log if log is not None and log.is_file() else None, cell_dir)
 
 
@@ -292,15 +286,6 @@ def _run_info(run_dir: Path | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
-
-
-def _suite_seconds(file: Path) -> dict[str, float]:
-    """Each testsuite's ``time`` (the cell's wall time), read with junitparser via compare."""
-    out: dict[str, float] = {}
-    for suite in parse_junit(file):
-        if suite.time is not None:
-            out.setdefault(str(suite.name), float(suite.time))
-    return out
 
 
 def load_view(path: Path) -> RunView:
@@ -315,9 +300,9 @@ def load_view(path: Path) -> RunView:
     by_suite: dict[str, list[CaseResult]] = {}
     for (suite, _), case in run.cases.items():
         by_suite.setdefault(suite, []).append(case)
-    logs, seconds = _Logs(), _suite_seconds(file)
+    logs = _Logs()
     cells = tuple(_cell_view(name, tuple(by_suite.get(name, ())), info.properties, run_dir, logs,
-                             seconds.get(name)) for name, info in run.suites.items())
+                             info.seconds) for name, info in run.suites.items())
     return RunView(file, run_dir, _run_info(run_dir), cells)
 
 
